@@ -1,0 +1,125 @@
+//! Vouch's HTTP server: the redirect, the JSON API, health and metrics, and the
+//! background workers they need. `serve` is the one entry for `main` and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use vouch_store::Store;
+
+pub mod api_keys;
+mod auth;
+mod click_writer;
+pub mod clock;
+mod code_cache;
+pub mod demo;
+pub mod enroll;
+mod error;
+mod json;
+pub mod metrics;
+mod routes;
+
+pub use click_writer::ClickWriter;
+pub use clock::Clock;
+pub use code_cache::CodeCache;
+pub use error::ApiError;
+
+/// What the server needs to know beyond the database.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The base of every link handed out (`https://refer.example.com`).
+    pub public_url: url::Url,
+    /// How long a visitor waits for their click to commit before being sent on
+    /// without a click id.
+    pub click_deadline: Duration,
+    /// How often each server asks the database whether cached codes went stale.
+    pub cache_refresh: Duration,
+    /// Clicks waiting for the writer before new ones are turned away unrecorded.
+    pub click_queue: usize,
+}
+
+impl ServerConfig {
+    pub fn new(public_url: url::Url) -> Self {
+        Self {
+            public_url,
+            click_deadline: Duration::from_millis(500),
+            cache_refresh: Duration::from_secs(1),
+            click_queue: 16_384,
+        }
+    }
+}
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    pub clock: Clock,
+    pub clicks: ClickWriter,
+    pub codes: CodeCache,
+    /// Key for hashing visitors' IP addresses: shared by all replicas through the
+    /// database, so the same visitor hashes alike everywhere.
+    ip_hash_key: Arc<[u8]>,
+}
+
+impl AppState {
+    /// Builds the state and starts its workers (click writer, cache refresher).
+    pub async fn start(store: Store, config: ServerConfig, clock: Clock) -> Result<AppState, vouch_store::StoreError> {
+        let fresh_key = hex::encode(rand::random::<[u8; 32]>());
+        let ip_hash_key = hex::decode(store.setting_or_insert("ip_hash_key", &fresh_key).await?)
+            .map_err(|e| vouch_store::StoreError::Corrupt(format!("ip_hash_key: {e}")))?;
+        let clicks = ClickWriter::start(store.clone(), config.click_queue);
+        let codes = CodeCache::start(store.clone(), config.cache_refresh);
+        Ok(AppState { store, config: Arc::new(config), clock, clicks, codes, ip_hash_key: ip_hash_key.into() })
+    }
+
+    /// Link for a code: `{public_url}/r/{code}`.
+    pub fn link(&self, code: &vouch_domain::ReferralCode) -> String {
+        let base = self.config.public_url.as_str().trim_end_matches('/');
+        format!("{base}/r/{code}")
+    }
+}
+
+pub fn app(state: AppState) -> axum::Router {
+    routes::router(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish, and drains the click writer so no answered click is lost.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let writer = state.clicks.clone();
+    let codes = state.codes.clone();
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    codes.stop();
+    writer.drain().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight and draining the click writer");
+}

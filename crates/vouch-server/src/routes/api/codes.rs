@@ -1,0 +1,116 @@
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use vouch_domain::api_key::Area;
+use vouch_domain::click::ClickRef;
+use vouch_domain::{ClickId, ReferralCode};
+use vouch_store::StoreError;
+
+use super::participants::CodeBody;
+use super::rfc3339;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClicksQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    include_bots: bool,
+}
+
+#[derive(Serialize)]
+pub struct ClicksBody {
+    code: String,
+    /// Clicks by people; bot visits are counted apart and never attributed.
+    count: i64,
+    bot_visits: i64,
+    last_click_at: Option<String>,
+    items: Vec<ClickBody>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClickBody {
+    click_id: String,
+    occurred_at: String,
+    channel: &'static str,
+    is_bot: bool,
+    ip_hash: Option<String>,
+    user_agent: Option<String>,
+    referer: Option<String>,
+    utm: vouch_domain::click::Utm,
+}
+
+fn known_code(raw: &str) -> Result<ReferralCode, ApiError> {
+    ReferralCode::parse(raw).map_err(|_| ApiError::not_found(&format!("the code `{raw}`")))
+}
+
+fn not_found_as(e: StoreError, raw: &str) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(&format!("the code `{raw}`")),
+        e => e.into(),
+    }
+}
+
+pub async fn list_clicks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Result<Query<ClicksQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ClicksBody>, ApiError> {
+    caller.require(Area::Codes, false)?;
+    let Query(query) = query.map_err(|e| ApiError::field("invalid_query", "", e.body_text()))?;
+    let code = known_code(&raw)?;
+    state.store.code(&code).await.map_err(|e| not_found_as(e, &raw))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("invalid_query", "/limit", "limit is between 1 and 1000"));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            ClickId::parse(c)
+                .ok_or_else(|| ApiError::field("invalid_query", "/cursor", "not a cursor from a previous page"))?,
+        ),
+    };
+    let stats = state.store.click_stats(&code).await?;
+    let clicks = state.store.clicks(&code, before, limit, query.include_bots).await?;
+    let next_cursor = (clicks.len() == limit as usize).then(|| clicks.last().map(|c| c.id.to_string())).flatten();
+    let items = clicks
+        .into_iter()
+        .map(|c| ClickBody {
+            click_id: ClickRef { code: c.code.clone(), id: c.id }.to_string(),
+            occurred_at: rfc3339(c.occurred_at),
+            channel: c.channel.as_str(),
+            is_bot: c.is_bot,
+            ip_hash: c.ip_hash,
+            user_agent: c.user_agent,
+            referer: c.referer,
+            utm: c.utm,
+        })
+        .collect();
+    Ok(Json(ClicksBody {
+        code: code.to_string(),
+        count: stats.clicks,
+        bot_visits: stats.bot_visits,
+        last_click_at: stats.last_click_at.map(rfc3339),
+        items,
+        next_cursor,
+    }))
+}
+
+pub async fn revoke_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<CodeBody>, ApiError> {
+    caller.require(Area::Codes, true)?;
+    let code = known_code(&raw)?;
+    let record = state.store.revoke_code(&code, state.clock.now()).await.map_err(|e| not_found_as(e, &raw))?;
+    state.codes.clear();
+    tracing::info!(code = %code, by = %caller.actor(), "code revoked");
+    Ok(Json(CodeBody::new(&state, &record)))
+}

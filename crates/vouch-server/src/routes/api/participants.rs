@@ -1,0 +1,223 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use vouch_domain::api_key::Area;
+use vouch_domain::{Email, ParticipantId, ParticipantKind, ReferralCode};
+use vouch_store::{ParticipantRecord, StoreError};
+
+use super::rfc3339;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::enroll::{Enrollment, enroll};
+use crate::error::{ApiError, FieldProblem};
+use crate::json::ApiJson;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    email: String,
+    name: String,
+    kind: String,
+    team: Option<String>,
+    company: Option<String>,
+    vanity_code: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Enrolled {
+    participant_id: String,
+    enrollment_id: String,
+    code: String,
+    link: String,
+}
+
+/// Short free-text fields: long enough for any real name, short enough to store.
+const MAX_TEXT: usize = 200;
+
+impl EnrollBody {
+    /// Checks every field and reports all that are wrong at once.
+    fn parse(self) -> Result<Enrollment, ApiError> {
+        let mut problems = Vec::new();
+        let mut problem =
+            |pointer: &str, detail: String| problems.push(FieldProblem { pointer: pointer.into(), detail });
+        let email = Email::parse(&self.email).map_err(|e| problem("/email", e.to_string())).ok();
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_TEXT {
+            problem("/name", format!("a name is 1 to {MAX_TEXT} characters"));
+        }
+        let kind = ParticipantKind::parse(&self.kind);
+        if kind.is_none() {
+            let kinds = ParticipantKind::ALL.map(ParticipantKind::as_str).join(", ");
+            problem("/kind", format!("`{}` is not a participant kind; kinds are {kinds}", self.kind));
+        }
+        let optional = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let (team, company) = (optional(self.team), optional(self.company));
+        for (pointer, value) in [("/team", &team), ("/company", &company)] {
+            if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
+                problem(pointer, format!("at most {MAX_TEXT} characters"));
+            }
+        }
+        let vanity_code = match self.vanity_code {
+            Some(raw) => ReferralCode::parse_vanity(&raw).map_err(|e| problem("/vanity_code", e.to_string())).ok(),
+            None => None,
+        };
+        match (email, kind) {
+            (Some(email), Some(kind)) if problems.is_empty() => {
+                Ok(Enrollment { email, name, kind, team, company, vanity_code })
+            }
+            _ => Err(invalid(problems)),
+        }
+    }
+}
+
+fn invalid(problems: Vec<FieldProblem>) -> ApiError {
+    let detail = problems.iter().map(|p| format!("{}: {}", p.pointer, p.detail)).collect::<Vec<_>>().join("; ");
+    ApiError { errors: problems, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail) }
+}
+
+pub async fn enroll_participant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<EnrollBody>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    caller.require(Area::Participants, true)?;
+    let who = body.parse()?;
+    let program = state.store.program(&slug).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found(&format!("the program `{slug}`")),
+        e => e.into(),
+    })?;
+    let done = enroll(&state.store, &program, who, state.clock.now()).await?;
+    let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(Enrolled {
+            participant_id: done.participant_id.to_string(),
+            enrollment_id: done.enrollment_id.to_string(),
+            link: state.link(&done.code),
+            code: done.code.to_string(),
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct ParticipantBody {
+    id: String,
+    email: String,
+    name: String,
+    kind: &'static str,
+    team: Option<String>,
+    company: Option<String>,
+    status: &'static str,
+    created_at: String,
+    suspended_at: Option<String>,
+    enrollments: Vec<EnrollmentBody>,
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+struct EnrollmentBody {
+    enrollment_id: String,
+    program: String,
+    created_at: String,
+    codes: Vec<CodeBody>,
+}
+
+#[derive(Serialize)]
+pub struct CodeBody {
+    pub code: String,
+    pub link: String,
+    pub vanity: bool,
+    pub status: &'static str,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub clicks: i64,
+    pub bot_visits: i64,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    clicks: i64,
+    bot_visits: i64,
+}
+
+impl CodeBody {
+    pub fn new(state: &AppState, c: &vouch_store::CodeRecord) -> Self {
+        CodeBody {
+            link: state.link(&c.code),
+            code: c.code.to_string(),
+            vanity: c.vanity,
+            status: if c.active { "active" } else { "revoked" },
+            created_at: rfc3339(c.created_at),
+            revoked_at: c.revoked_at.map(rfc3339),
+            clicks: c.clicks,
+            bot_visits: c.bot_visits,
+        }
+    }
+}
+
+fn participant_body(state: &AppState, p: ParticipantRecord) -> ParticipantBody {
+    let codes = p.enrollments.iter().flat_map(|e| &e.codes);
+    let totals =
+        Totals { clicks: codes.clone().map(|c| c.clicks).sum(), bot_visits: codes.map(|c| c.bot_visits).sum() };
+    ParticipantBody {
+        id: p.id.to_string(),
+        email: p.email,
+        name: p.name,
+        kind: p.kind.as_str(),
+        team: p.team,
+        company: p.company,
+        status: p.status.as_str(),
+        created_at: rfc3339(p.created_at),
+        suspended_at: p.suspended_at.map(rfc3339),
+        enrollments: p
+            .enrollments
+            .iter()
+            .map(|e| EnrollmentBody {
+                enrollment_id: e.id.to_string(),
+                program: e.program_slug.clone(),
+                created_at: rfc3339(e.created_at),
+                codes: e.codes.iter().map(|c| CodeBody::new(state, c)).collect(),
+            })
+            .collect(),
+        totals,
+    }
+}
+
+fn participant_id(raw: &str) -> Result<ParticipantId, ApiError> {
+    ParticipantId::parse(raw).ok_or_else(|| ApiError::not_found(&format!("the participant `{raw}`")))
+}
+
+pub async fn get_participant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    caller.require(Area::Participants, false)?;
+    let p = state.store.participant(participant_id(&id)?).await.map_err(|e| not_found_as(e, &id))?;
+    Ok(Json(participant_body(&state, p)))
+}
+
+pub async fn suspend_participant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    caller.require(Area::Participants, true)?;
+    let p = state
+        .store
+        .suspend_participant(participant_id(&id)?, state.clock.now())
+        .await
+        .map_err(|e| not_found_as(e, &id))?;
+    state.codes.clear();
+    tracing::info!(participant = %p.id, by = %caller.actor(), "participant suspended");
+    Ok(Json(participant_body(&state, p)))
+}
+
+fn not_found_as(e: StoreError, id: &str) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(&format!("the participant `{id}`")),
+        e => e.into(),
+    }
+}

@@ -1,0 +1,58 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use vouch_domain::api_key::Area;
+use vouch_store::StoredProgram;
+
+use super::{Page, rfc3339};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+#[derive(Serialize)]
+pub struct ProgramBody {
+    slug: String,
+    name: String,
+    version: i64,
+    applied_at: String,
+    currency: &'static str,
+    timezone: String,
+    landing_url: String,
+    /// The whole definition in force, as JSON.
+    definition: serde_json::Value,
+}
+
+impl From<&StoredProgram> for ProgramBody {
+    fn from(p: &StoredProgram) -> Self {
+        let d = &p.definition;
+        ProgramBody {
+            slug: d.slug().as_str().to_string(),
+            name: d.name().to_string(),
+            version: p.version,
+            applied_at: rfc3339(p.applied_at),
+            currency: d.currency().code(),
+            timezone: d.timezone().to_string(),
+            landing_url: d.landing_url().to_string(),
+            definition: serde_json::to_value(d).unwrap_or_default(),
+        }
+    }
+}
+
+pub async fn list_programs(State(state): State<AppState>, caller: Caller) -> Result<Json<Page<ProgramBody>>, ApiError> {
+    caller.require(Area::Programs, false)?;
+    let programs = state.store.programs().await?;
+    Ok(Json(Page { items: programs.iter().map(ProgramBody::from).collect(), next_cursor: None }))
+}
+
+pub async fn get_program(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<ProgramBody>, ApiError> {
+    caller.require(Area::Programs, false)?;
+    let program = state.store.program(&slug).await.map_err(|e| match e {
+        vouch_store::StoreError::NotFound => ApiError::not_found(&format!("the program `{slug}`")),
+        e => e.into(),
+    })?;
+    Ok(Json(ProgramBody::from(&program)))
+}

@@ -1,0 +1,41 @@
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+
+mod api;
+mod health;
+mod redirect;
+
+/// The API accepts bodies up to this size; bulk loads page through it.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/programs", get(api::programs::list_programs))
+        .route("/programs/{slug}", get(api::programs::get_program))
+        .route("/programs/{slug}/participants", post(api::participants::enroll_participant))
+        .route("/participants/{id}", get(api::participants::get_participant))
+        .route("/participants/{id}/suspend", post(api::participants::suspend_participant))
+        .route("/codes/{code}/clicks", get(api::codes::list_clicks))
+        .route("/codes/{code}/revoke", post(api::codes::revoke_code))
+        .fallback(api::unknown_route);
+    Router::new()
+        .route("/r/{code}", get(redirect::follow_link))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .nest("/api/v1", api)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}

@@ -1,0 +1,260 @@
+//! Vouch's storage: one [`Store`] handle with domain-typed methods, over SQLite
+//! (the embedded default) or Postgres (production). Both run the same SQL text
+//! (`$1` placeholders work on both); the `on_write!`/`on_read!` macros expand each
+//! query once per engine so the compiler checks both.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+mod api_keys;
+mod clicks;
+mod participants;
+mod programs;
+pub mod testing;
+
+pub use api_keys::ApiKeyRecord;
+pub use clicks::{ClickRecord, ClickStats, NewClick};
+pub use participants::{
+    CodeRecord, CodeTarget, EnrollError, Enrolled, EnrollmentRecord, NewEnrollment, ParticipantRecord,
+};
+pub use programs::{ApplyOutcome, StoredProgram};
+
+/// Where the data lives.
+#[derive(Clone)]
+pub enum DatabaseConfig {
+    /// A folder holding `vouch.db` (created if missing).
+    Sqlite {
+        dir: PathBuf,
+    },
+    Postgres {
+        url: String,
+        max_connections: u32,
+    },
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // A Postgres URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { dir } => write!(f, "Sqlite({})", dir.display()),
+            Self::Postgres { .. } => f.write_str("Postgres(<redacted url>)"),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// Picks the engine from the URL scheme: `postgres://` or `postgresql://` is
+    /// Postgres; without a URL, SQLite in `data_dir`.
+    pub fn from_parts(database_url: Option<&str>, data_dir: PathBuf) -> Result<Self, String> {
+        match database_url {
+            None => Ok(Self::Sqlite { dir: data_dir }),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Self::Postgres { url: url.to_string(), max_connections: 16 })
+            }
+            Some(url) if url.starts_with("sqlite:") => Ok(Self::Sqlite {
+                dir: PathBuf::from(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:")),
+            }),
+            Some(_) => Err("the database URL must start with postgres:// (or sqlite: followed by a folder)".into()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule held: the server turns this into a 409, never reading
+    /// backend error codes itself.
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Backend(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Sorts a unique violation into `Conflict`, naming the column (`codes.code`)
+    /// or, on Postgres, the constraint (`codes_pkey`).
+    fn classify(err: sqlx::Error) -> Self {
+        if let Some(db) = err.as_database_error()
+            && db.is_unique_violation()
+        {
+            let constraint = db
+                .constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| db.message().rsplit(": ").next().unwrap_or_default().to_string());
+            return StoreError::Conflict { constraint };
+        }
+        StoreError::Backend(err)
+    }
+
+    /// The database is away (pool timeout, connection refused), as opposed to
+    /// refusing this particular request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Backend(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
+    }
+
+    pub fn is_conflict_on(&self, table: &str) -> bool {
+        matches!(self, StoreError::Conflict { constraint } if constraint.starts_with(table))
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// One writer connection (SQLite allows one writer at a time; queueing in our
+    /// pool beats SQLITE_BUSY retries) and a few readers, which WAL lets run beside it.
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// The storage handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Runs `$body` with `$p` bound to the pool that may write.
+macro_rules! on_write {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write: $p, .. } => $body,
+            $crate::Backend::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$p` bound to a pool for reading.
+macro_rules! on_read {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { read: $p, .. } => $body,
+            $crate::Backend::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use {on_read, on_write};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the database (without migrating it).
+    pub async fn connect(config: &DatabaseConfig) -> Result<Store> {
+        let backend = match config {
+            DatabaseConfig::Sqlite { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+                let options = SqliteConnectOptions::new()
+                    .filename(dir.join("vouch.db"))
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // NORMAL in WAL mode survives a killed process (only power loss
+                    // can drop the last commits), at a fraction of FULL's fsyncs.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+                let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+                Backend::Sqlite { write, read }
+            }
+            DatabaseConfig::Postgres { url, max_connections } => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(*max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                Backend::Postgres(pool)
+            }
+        };
+        Ok(Store { backend })
+    }
+
+    /// Opens and brings the schema up to date.
+    pub async fn open(config: &DatabaseConfig) -> Result<Store> {
+        let store = Store::connect(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        on_read!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Returns the stored value of `key`, storing `value` first if there is none.
+    /// Every replica sharing a database thus agrees on, say, the IP-hashing key.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        on_write!(self, p => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(p)
+                .await?;
+            let (v,): (String,) = sqlx::query_as("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(p).await?;
+            Ok(v)
+        })
+    }
+
+    /// A number that changes whenever a program, participant or code changes in a
+    /// way a cached redirect must see.
+    pub async fn cache_epoch(&self) -> Result<i64> {
+        let (epoch,): (i64,) =
+            on_read!(self, p => sqlx::query_as("SELECT epoch FROM cache_epoch WHERE id = 1").fetch_one(p).await?);
+        Ok(epoch)
+    }
+
+    /// Whether anything has been stored yet (the demo fills only an empty database).
+    pub async fn has_programs(&self) -> Result<bool> {
+        let (n,): (i64,) = on_read!(self, p => sqlx::query_as("SELECT COUNT(*) FROM programs").fetch_one(p).await?);
+        Ok(n > 0)
+    }
+}
+
+const BUMP_EPOCH: &str = "UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1";
+
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(crate) fn timestamp(micros: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(format!("time {micros}: {e}")))
+}
