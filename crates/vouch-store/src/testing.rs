@@ -110,7 +110,7 @@ async fn clone_template(admin_url: &str) -> String {
     let mut admin = PgConnection::connect(admin_url).await.expect("connect to the test Postgres server");
     // One process at a time makes the template and clones it: CREATE DATABASE
     // refuses a template that another session is using.
-    admin.execute("SELECT pg_advisory_lock(72_201)").await.expect("advisory lock");
+    admin.execute("SELECT pg_advisory_lock(72201)").await.expect("advisory lock");
     let template = template_name();
     let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
         .bind(&template)
@@ -129,12 +129,13 @@ async fn clone_template(admin_url: &str) -> String {
         store.close().await;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let name = format!("vouch_t_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // The whole v7 id: its first hex digits are only the millisecond, its tail is random.
+    let name = format!("vouch_t_{now}_{}", uuid::Uuid::now_v7().simple());
     admin
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
         .await
         .expect("clone template");
-    admin.execute("SELECT pg_advisory_unlock(72_201)").await.expect("advisory unlock");
+    admin.execute("SELECT pg_advisory_unlock(72201)").await.expect("advisory unlock");
     admin.close().await.ok();
     with_database(admin_url, &name)
 }
