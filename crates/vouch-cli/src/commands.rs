@@ -8,7 +8,7 @@ use vouch_domain::program::{diff, parse_program};
 use vouch_server::{AppState, Clock, ServerConfig};
 use vouch_store::{ApplyOutcome, Store, StoreError};
 
-use crate::cli::{ApiKeyCommand, Cli, Command, DemoArgs, ProgramCommand, ServeArgs};
+use crate::cli::{ApiKeyCommand, Cli, Command, ProgramCommand, ServeArgs};
 use crate::config::{FileConfig, public_url};
 
 pub enum Failure {
@@ -33,7 +33,13 @@ pub async fn run(cli: Cli) -> Outcome {
     let db = file.database(&cli.db).map_err(Failure::Invalid)?;
     let open = || async { Store::open(&db).await.context("opening the database") };
     match cli.command {
-        Command::Serve(args) => serve(args, &file, open().await?).await,
+        Command::Serve(args) => {
+            // A bad --public-url is refused before the database is touched.
+            if let Some(given) = args.public_url.as_deref().or(file.public_url.as_deref()) {
+                public_url(Some(given), DEFAULT_LISTEN.parse().expect("valid default")).map_err(Failure::Invalid)?;
+            }
+            serve(args, &file, open().await?).await
+        }
         Command::Migrate => {
             let store = open().await?;
             println!("The {} database is up to date.", store.engine());
@@ -47,10 +53,15 @@ pub async fn run(cli: Cli) -> Outcome {
                 let lines: Vec<String> = errs
                     .errors
                     .iter()
-                    .map(|e| match (e.line, e.column) {
-                        (Some(l), Some(c)) => format!("{}:{l}:{c}: `{}`: {}", path.display(), e.field, e.reason),
-                        (Some(l), None) => format!("{}:{l}: `{}`: {}", path.display(), e.field, e.reason),
-                        _ => format!("{}: `{}`: {}", path.display(), e.field, e.reason),
+                    .map(|e| {
+                        let place = match (e.line, e.column) {
+                            (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+                            (Some(l), None) => format!("{}:{l}", path.display()),
+                            _ => path.display().to_string(),
+                        };
+                        // A TOML syntax error belongs to no field.
+                        let field = if e.field.is_empty() { String::new() } else { format!(" `{}`:", e.field) };
+                        format!("{place}:{field} {}", e.reason)
                     })
                     .collect();
                 Failure::Invalid(format!("{}\nNothing was applied.", lines.join("\n")))
@@ -58,7 +69,14 @@ pub async fn run(cli: Cli) -> Outcome {
             apply_program(&open().await?, definition, &source, dry_run).await
         }
         Command::ApiKey(cmd) => api_key(&open().await?, cmd).await,
-        Command::Demo(args) => demo(&open().await?, args).await,
+        Command::Demo(args) => {
+            let base = public_url(
+                args.public_url.as_deref().or(file.public_url.as_deref()),
+                DEFAULT_LISTEN.parse().expect("valid default"),
+            )
+            .map_err(Failure::Invalid)?;
+            demo(&open().await?, args.scale, &base).await
+        }
     }
 }
 
@@ -86,9 +104,11 @@ async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Outcome {
         print_demo(&outcome, &base);
     }
     let state = AppState::start(store.clone(), ServerConfig::new(base.clone()), Clock::system()).await?;
+    // Listen for signals before saying we serve (see `shutdown_signal`).
+    let shutdown = vouch_server::shutdown_signal();
     println!("Vouch is serving on http://{bound} (links: {base}r/CODE). Stop with Ctrl-C.");
     tracing::info!(listen = %bound, engine = store.engine(), "serving");
-    vouch_server::serve(listener, state, vouch_server::shutdown_signal()).await?;
+    vouch_server::serve(listener, state, shutdown).await?;
     store.close().await;
     Ok(())
 }
@@ -192,15 +212,12 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> Outcome {
     Ok(())
 }
 
-async fn demo(store: &Store, args: DemoArgs) -> Outcome {
-    let base = public_url(args.public_url.as_deref(), DEFAULT_LISTEN.parse().expect("valid default"))
-        .map_err(Failure::Invalid)?;
+async fn demo(store: &Store, scale: u64, base: &url::Url) -> Outcome {
     let outcome = vouch_server::demo::fill(store, Timestamp::now()).await?;
-    print_demo(&outcome, &base);
-    if args.scale > 0 {
+    print_demo(&outcome, base);
+    if scale > 0 {
         println!(
-            "Note: --scale {} asks for referrals, which this version does not generate yet (they come with the referral lifecycle).",
-            args.scale
+            "Note: --scale {scale} asks for referrals, which this version does not generate yet (they come with the referral lifecycle)."
         );
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! and a full reload costs one query per live code.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ struct Inner {
     store: Store,
     map: RwLock<HashMap<ReferralCode, Arc<Target>>>,
     epoch: AtomicI64,
-    stopped: AtomicBool,
+    refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl CodeCache {
@@ -45,18 +45,21 @@ impl CodeCache {
                 store,
                 map: RwLock::new(HashMap::new()),
                 epoch: AtomicI64::new(i64::MIN),
-                stopped: AtomicBool::new(false),
+                refresher: std::sync::Mutex::new(None),
             }),
         };
-        let poller = cache.clone();
-        tokio::spawn(async move {
+        // The task holds only a weak handle, so a dropped cache ends it too.
+        let weak = Arc::downgrade(&cache.inner);
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(refresh);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !poller.inner.stopped.load(Ordering::Relaxed) {
+            loop {
                 tick.tick().await;
-                poller.refresh().await;
+                let Some(inner) = weak.upgrade() else { break };
+                CodeCache { inner }.refresh().await;
             }
         });
+        *cache.inner.refresher.lock().expect("refresher lock") = Some(task);
         cache
     }
 
@@ -75,8 +78,11 @@ impl CodeCache {
         self.inner.map.write().expect("code cache lock").clear();
     }
 
+    /// Stops polling (before the store closes at shutdown).
     pub fn stop(&self) {
-        self.inner.stopped.store(true, Ordering::Relaxed);
+        if let Some(task) = self.inner.refresher.lock().expect("refresher lock").take() {
+            task.abort();
+        }
     }
 
     /// Where `code` leads, from memory when possible.

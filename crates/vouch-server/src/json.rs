@@ -39,13 +39,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(value) => Ok(ApiJson(value)),
+        match serde_path_to_error::deserialize(&mut *de) {
+            // Anything after the value (`{...} junk`) makes the body malformed.
+            Ok(value) => match de.end() {
+                Ok(()) => Ok(ApiJson(value)),
+                Err(e) => Err(ApiError::field("malformed_json", "", e.to_string())),
+            },
             Err(err) => {
-                let pointer = to_pointer(&err.path().to_string());
+                let mut pointer = to_pointer(&err.path().to_string());
                 let inner = err.into_inner();
                 let code = if inner.is_syntax() || inner.is_eof() { "malformed_json" } else { "invalid_field" };
-                Err(ApiError::field(code, &pointer, inner.to_string()))
+                // serde names a missing field only in its message: point at the field.
+                let message = inner.to_string();
+                if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+                    pointer = format!("{pointer}/{field}");
+                }
+                Err(ApiError::field(code, &pointer, message))
             }
         }
     }

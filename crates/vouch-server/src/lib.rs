@@ -66,6 +66,9 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and starts its workers (click writer, cache refresher).
     pub async fn start(store: Store, config: ServerConfig, clock: Clock) -> Result<AppState, vouch_store::StoreError> {
+        // Install the recorder before anything is counted: until it exists, every
+        // `metrics::counter!` is a no-op, and the first scrape would show nothing.
+        crate::metrics::handle();
         let fresh_key = hex::encode(rand::random::<[u8; 32]>());
         let ip_hash_key = hex::decode(store.setting_or_insert("ip_hash_key", &fresh_key).await?)
             .map_err(|e| vouch_store::StoreError::Corrupt(format!("ip_hash_key: {e}")))?;
@@ -101,25 +104,29 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled, so a signal sent the moment the server
+/// says it is serving already stops it gracefully instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for a signal");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => {},
+            () = wait(terminate) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: finishing requests in flight and draining the click writer");
     }
-    tracing::info!("shutting down: finishing requests in flight and draining the click writer");
 }

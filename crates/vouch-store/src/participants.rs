@@ -131,6 +131,12 @@ const PARTICIPANT_CODES: &str =
      WHERE e.participant_id = $1
      ORDER BY e.created_at, e.id, c.created_at, c.code";
 
+/// A participant's enrollment in a program, with its newest active code (or,
+/// failing that, its newest code).
+const EXISTING_ENROLLMENT: &str = "SELECT e.id, c.code FROM enrollments e JOIN codes c ON c.enrollment_id = e.id
+     WHERE e.program_id = $1 AND e.participant_id = $2
+     ORDER BY CASE WHEN c.status = 'active' THEN 0 ELSE 1 END, c.created_at DESC LIMIT 1";
+
 impl ParticipantRow {
     fn into_record(self, enrollments: Vec<EnrollmentRecord>) -> Result<ParticipantRecord> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("participant {}: {what}", self.id));
@@ -212,30 +218,44 @@ impl Store {
             if !eligible(participant.kind) {
                 return Err(EnrollError::Ineligible(participant.kind));
             }
-            let existing: Option<(Uuid, String)> = sqlx::query_as(
-                "SELECT e.id, c.code FROM enrollments e JOIN codes c ON c.enrollment_id = e.id
-                 WHERE e.program_id = $1 AND e.participant_id = $2
-                 ORDER BY CASE WHEN c.status = 'active' THEN 0 ELSE 1 END, c.created_at DESC LIMIT 1",
-            )
-            .bind(new.program_id.0)
-            .bind(participant.id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((enrollment_id, code)) = existing {
-                return Ok(Enrolled {
+            let existing: Option<(Uuid, String)> = sqlx::query_as(EXISTING_ENROLLMENT)
+                .bind(new.program_id.0)
+                .bind(participant.id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let existing_enrollment = |(enrollment_id, code): (Uuid, String)| -> Result<Enrolled, EnrollError> {
+                Ok(Enrolled {
                     created: false,
                     participant_id: participant.id,
                     enrollment_id: EnrollmentId(enrollment_id),
                     code: ReferralCode::parse(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                });
+                })
+            };
+            if let Some(existing) = existing {
+                return existing_enrollment(existing);
             }
-            sqlx::query("INSERT INTO enrollments (id, program_id, participant_id, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(new.enrollment_id.0)
-                .bind(new.program_id.0)
-                .bind(participant.id.0)
-                .bind(micros(new.now))
-                .execute(&mut *tx)
-                .await?;
+            // A concurrent enrollment of this participant in this program (a
+            // double-submitted form, two replicas) may have committed since the
+            // read above: on Postgres this insert then waits for it and does
+            // nothing, and its enrollment is the answer, not a conflict.
+            let inserted = sqlx::query(
+                "INSERT INTO enrollments (id, program_id, participant_id, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (program_id, participant_id) DO NOTHING",
+            )
+            .bind(new.enrollment_id.0)
+            .bind(new.program_id.0)
+            .bind(participant.id.0)
+            .bind(micros(new.now))
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                let existing: (Uuid, String) = sqlx::query_as(EXISTING_ENROLLMENT)
+                    .bind(new.program_id.0)
+                    .bind(participant.id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return existing_enrollment(existing);
+            }
             let inserted = sqlx::query(
                 "INSERT INTO codes (code, enrollment_id, vanity, status, created_at) VALUES ($1, $2, $3, 'active', $4)",
             )

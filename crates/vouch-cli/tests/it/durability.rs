@@ -17,7 +17,11 @@ const MIN_CLICK_IDS: usize = 1_000;
 
 /// Keeps `CONNECTIONS` clients clicking the link until told to stop or the
 /// server goes away; returns every click id a visitor was given.
-fn start_load(link: String, stop: Arc<AtomicBool>, answered: Arc<Mutex<Vec<String>>>) -> Vec<tokio::task::JoinHandle<()>> {
+fn start_load(
+    link: String,
+    stop: Arc<AtomicBool>,
+    answered: Arc<Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..CONNECTIONS)
         .map(|_| {
             let (link, stop, answered) = (link.clone(), stop.clone(), answered.clone());
@@ -38,13 +42,21 @@ fn start_load(link: String, stop: Arc<AtomicBool>, answered: Arc<Mutex<Vec<Strin
 
 /// Runs load for at least the minimum time and count, then sends `signal` while
 /// requests are still in flight; returns the click ids answered.
-async fn click_then_signal(server: &mut Server, code: &str, signal: &str) -> (Vec<String>, Option<std::process::ExitStatus>) {
+async fn click_then_signal(
+    server: &mut Server,
+    code: &str,
+    signal: &str,
+) -> (Vec<String>, Option<std::process::ExitStatus>) {
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(Mutex::new(Vec::new()));
     let tasks = start_load(server.url(&format!("/r/{code}")), stop.clone(), answered.clone());
     let started = Instant::now();
     while started.elapsed() < MIN_DURATION || answered.lock().expect("lock").len() < MIN_CLICK_IDS {
-        assert!(started.elapsed() < Duration::from_secs(60), "load too slow: {} ids in 60 s", answered.lock().unwrap().len());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "load too slow: {} ids in 60 s",
+            answered.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.signal(signal);

@@ -44,7 +44,8 @@ async fn changes_through_one_server_reach_another_within_seconds() {
     eprintln!("revocation reached B after {took:?}");
 
     let participant: serde_json::Value = {
-        let res = client().get(a.url(&format!("/api/v1/codes/{suspended}/clicks"))).bearer_auth(&key).send().await.unwrap();
+        let res =
+            client().get(a.url(&format!("/api/v1/codes/{suspended}/clicks"))).bearer_auth(&key).send().await.unwrap();
         assert_eq!(res.status(), 200);
         // Find the participant through the enrollment call, which returns it again.
         let again = client()
@@ -57,7 +58,8 @@ async fn changes_through_one_server_reach_another_within_seconds() {
         again.json().await.unwrap()
     };
     let id = participant["participant_id"].as_str().unwrap();
-    let res = client().post(a.url(&format!("/api/v1/participants/{id}/suspend"))).bearer_auth(&key).send().await.unwrap();
+    let res =
+        client().post(a.url(&format!("/api/v1/participants/{id}/suspend"))).bearer_auth(&key).send().await.unwrap();
     assert_eq!(res.status(), 200);
     eventually(&b, &suspended, "suspension on B", |l| !l.contains("ref=")).await;
 

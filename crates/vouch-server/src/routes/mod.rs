@@ -28,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::unknown_route);
     Router::new()
         .route("/r/{code}", get(redirect::follow_link))
+        .route("/r/", get(redirect::malformed_link))
+        .route("/r/{code}/", get(redirect::malformed_link))
+        .route("/r/{code}/{*rest}", get(redirect::malformed_link))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -17,12 +17,13 @@ use crate::code_cache::Target;
 
 pub async fn follow_link(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(code) = ReferralCode::parse(&raw) else {
+    // A path that does not even decode (`%FF`) is a malformed code like any other.
+    let Ok(code) = raw.map_err(|_| ()).and_then(|Path(raw)| ReferralCode::parse(&raw).map_err(|_| ())) else {
         return not_found();
     };
     let target = match state.codes.lookup(&code).await {
@@ -125,6 +126,11 @@ const NOT_FOUND_PAGE: &str = r#"<!doctype html>
 <p>The link may have been mistyped or shortened along the way. Check it with the person who shared it, or ask them to send it again.</p>
 </body></html>
 "#;
+
+/// `/r/` and `/r/{code}/...`: no code of ours, so the same friendly page.
+pub async fn malformed_link() -> Response {
+    not_found()
+}
 
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Html(NOT_FOUND_PAGE)).into_response()

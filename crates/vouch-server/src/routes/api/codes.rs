@@ -1,11 +1,12 @@
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
 use vouch_domain::click::ClickRef;
 use vouch_domain::{ClickId, ReferralCode};
 use vouch_store::StoreError;
 
+use super::ApiPath;
 use super::participants::CodeBody;
 use super::rfc3339;
 use crate::AppState;
@@ -58,7 +59,7 @@ fn not_found_as(e: StoreError, raw: &str) -> ApiError {
 pub async fn list_clicks(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
     query: Result<Query<ClicksQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ClicksBody>, ApiError> {
     caller.require(Area::Codes, false)?;
@@ -105,7 +106,7 @@ pub async fn list_clicks(
 pub async fn revoke_code(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath,
 ) -> Result<Json<CodeBody>, ApiError> {
     caller.require(Area::Codes, true)?;
     let code = known_code(&raw)?;

@@ -2,10 +2,28 @@ pub mod codes;
 pub mod participants;
 pub mod programs;
 
+use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::Serialize;
 
 use crate::error::ApiError;
+
+/// One segment of an API path, percent-decoded. A segment that does not decode
+/// to UTF-8 (`%FF`) names nothing we have: 404 as a problem document, like any
+/// other unknown id, instead of axum's plain-text 400.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(ApiPath(segment)),
+            Err(_) => Err(ApiError::not_found("the resource")),
+        }
+    }
+}
 
 pub async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no API route has this path and method")

@@ -1,12 +1,12 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
 use vouch_domain::{Email, ParticipantId, ParticipantKind, ReferralCode};
 use vouch_store::{ParticipantRecord, StoreError};
 
-use super::rfc3339;
+use super::{ApiPath, rfc3339};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::enroll::{Enrollment, enroll};
@@ -79,15 +79,12 @@ fn invalid(problems: Vec<FieldProblem>) -> ApiError {
 pub async fn enroll_participant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     caller.require(Area::Participants, true)?;
     let who = body.parse()?;
-    let program = state.store.program(&slug).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found(&format!("the program `{slug}`")),
-        e => e.into(),
-    })?;
+    let program = super::programs::program_by_slug(&state, &slug).await?;
     let done = enroll(&state.store, &program, who, state.clock.now()).await?;
     let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
@@ -192,7 +189,7 @@ fn participant_id(raw: &str) -> Result<ParticipantId, ApiError> {
 pub async fn get_participant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<ParticipantBody>, ApiError> {
     caller.require(Area::Participants, false)?;
     let p = state.store.participant(participant_id(&id)?).await.map_err(|e| not_found_as(e, &id))?;
@@ -202,7 +199,7 @@ pub async fn get_participant(
 pub async fn suspend_participant(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<ParticipantBody>, ApiError> {
     caller.require(Area::Participants, true)?;
     let p = state

@@ -1,10 +1,11 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use vouch_domain::api_key::Area;
-use vouch_store::StoredProgram;
+use vouch_domain::program::ProgramSlug;
+use vouch_store::{StoreError, StoredProgram};
 
-use super::{Page, rfc3339};
+use super::{ApiPath, Page, rfc3339};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -47,12 +48,20 @@ pub async fn list_programs(State(state): State<AppState>, caller: Caller) -> Res
 pub async fn get_program(
     State(state): State<AppState>,
     caller: Caller,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath,
 ) -> Result<Json<ProgramBody>, ApiError> {
     caller.require(Area::Programs, false)?;
-    let program = state.store.program(&slug).await.map_err(|e| match e {
-        vouch_store::StoreError::NotFound => ApiError::not_found(&format!("the program `{slug}`")),
-        e => e.into(),
-    })?;
+    let program = program_by_slug(&state, &slug).await?;
     Ok(Json(ProgramBody::from(&program)))
+}
+
+/// The program a path names. What cannot be a slug (`%00`, upper case) is not
+/// looked up: no program has it, and Postgres refuses NUL in text outright.
+pub async fn program_by_slug(state: &AppState, slug: &str) -> Result<StoredProgram, ApiError> {
+    let not_found = || ApiError::not_found(&format!("the program `{slug}`"));
+    ProgramSlug::parse(slug).map_err(|_| not_found())?;
+    state.store.program(slug).await.map_err(|e| match e {
+        StoreError::NotFound => not_found(),
+        e => e.into(),
+    })
 }
