@@ -103,7 +103,8 @@ async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Outcome {
         let outcome = vouch_server::demo::fill(&store, Timestamp::now()).await?;
         print_demo(&outcome, &base);
     }
-    let state = AppState::start(store.clone(), ServerConfig::new(base.clone()), Clock::system()).await?;
+    let config = ServerConfig { click_writers: args.click_writers.map(usize::from), ..ServerConfig::new(base.clone()) };
+    let state = AppState::start(store.clone(), config, Clock::system()).await?;
     // Listen for signals before saying we serve (see `shutdown_signal`).
     let shutdown = vouch_server::shutdown_signal();
     println!("Vouch is serving on http://{bound} (links: {base}r/CODE). Stop with Ctrl-C.");

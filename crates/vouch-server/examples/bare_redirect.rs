@@ -7,6 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+/// The same allocator as the `vouch` binary, so the baseline differs only in work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn redirect(Path(code): Path<String>) -> impl IntoResponse {
     (StatusCode::FOUND, [(header::LOCATION, format!("https://example.com/landing?ref={code}"))])
 }

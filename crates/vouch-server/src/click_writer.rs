@@ -1,6 +1,10 @@
 //! The bounded batching writer behind the redirect: many clicks per transaction
 //! (group commit). While one batch commits, the next one gathers, so batches grow
 //! exactly as fast as load does and an idle server commits a click at once.
+//!
+//! On Postgres several writers take turns at the queue: each commit waits on the
+//! server's WAL flush, and overlapping commits share flushes. SQLite has one
+//! writer connection, so one writer is all it can use.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +25,7 @@ struct Job {
 #[derive(Clone)]
 pub struct ClickWriter {
     tx: Arc<std::sync::Mutex<Option<mpsc::Sender<Job>>>>,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     capacity: usize,
 }
 
@@ -34,10 +38,12 @@ pub enum NotRecorded {
 }
 
 impl ClickWriter {
-    pub fn start(store: Store, capacity: usize) -> ClickWriter {
+    pub fn start(store: Store, capacity: usize, writers: usize) -> ClickWriter {
         let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(run(store, rx, capacity));
-        ClickWriter { tx: Arc::new(std::sync::Mutex::new(Some(tx))), task: Arc::new(Mutex::new(Some(task))), capacity }
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks =
+            (0..writers.max(1)).map(|shard| tokio::spawn(run(store.clone(), rx.clone(), capacity, shard))).collect();
+        ClickWriter { tx: Arc::new(std::sync::Mutex::new(Some(tx))), tasks: Arc::new(Mutex::new(tasks)), capacity }
     }
 
     fn sender(&self) -> Option<mpsc::Sender<Job>> {
@@ -64,7 +70,8 @@ impl ClickWriter {
     /// Stops taking clicks and waits until everything queued is committed.
     pub async fn drain(&self) {
         self.tx.lock().expect("click writer lock").take();
-        if let Some(task) = self.task.lock().await.take() {
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        for task in tasks {
             let _ = task.await;
         }
     }
@@ -74,20 +81,27 @@ impl ClickWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>, capacity: usize) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+/// Takes what is waiting, up to a batch; `None` once the queue is closed and empty.
+async fn next_batch(rx: &Mutex<mpsc::Receiver<Job>>, capacity: usize) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut batch = Vec::with_capacity(MAX_BATCH.min(capacity));
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
-        metrics::gauge!("vouch_click_writer_queue_depth").set((capacity - rx.capacity()) as f64);
-        let (clicks, acks): (Vec<NewClick>, Vec<_>) = batch.drain(..).map(|j| (j.click, j.ack)).unzip();
+    }
+    metrics::gauge!("vouch_click_writer_queue_depth").set((capacity - rx.capacity()) as f64);
+    Some(batch)
+}
+
+async fn run(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, capacity: usize, shard: usize) {
+    while let Some(batch) = next_batch(&rx, capacity).await {
+        let (clicks, acks): (Vec<NewClick>, Vec<_>) = batch.into_iter().map(|j| (j.click, j.ack)).unzip();
         let started = Instant::now();
-        let result = store.insert_clicks(&clicks).await;
+        let result = store.insert_clicks_on_shard(&clicks, shard as i64).await;
         metrics::histogram!("vouch_click_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("vouch_click_batch_size").record(clicks.len() as f64);
         let ok = match result {

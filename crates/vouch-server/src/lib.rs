@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub cache_refresh: Duration,
     /// Clicks waiting for the writer before new ones are turned away unrecorded.
     pub click_queue: usize,
+    /// Concurrent click writers; `None` picks by engine (1 on SQLite, 4 on Postgres).
+    pub click_writers: Option<usize>,
 }
 
 impl ServerConfig {
@@ -46,6 +48,7 @@ impl ServerConfig {
             click_deadline: Duration::from_millis(500),
             cache_refresh: Duration::from_secs(1),
             click_queue: 16_384,
+            click_writers: None,
         }
     }
 }
@@ -72,7 +75,8 @@ impl AppState {
         let fresh_key = hex::encode(rand::random::<[u8; 32]>());
         let ip_hash_key = hex::decode(store.setting_or_insert("ip_hash_key", &fresh_key).await?)
             .map_err(|e| vouch_store::StoreError::Corrupt(format!("ip_hash_key: {e}")))?;
-        let clicks = ClickWriter::start(store.clone(), config.click_queue);
+        let writers = config.click_writers.unwrap_or(if store.engine() == "postgres" { 4 } else { 1 });
+        let clicks = ClickWriter::start(store.clone(), config.click_queue, writers);
         let codes = CodeCache::start(store.clone(), config.cache_refresh);
         Ok(AppState { store, config: Arc::new(config), clock, clicks, codes, ip_hash_key: ip_hash_key.into() })
     }

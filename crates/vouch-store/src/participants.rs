@@ -123,11 +123,12 @@ const FIND_PARTICIPANT: &str =
 const FIND_PARTICIPANT_BY_EMAIL: &str = "SELECT id, email, name, kind, team, company, status, created_at, suspended_at FROM participants WHERE email_norm = $1";
 const PARTICIPANT_CODES: &str =
     "SELECT e.id AS enrollment_id, g.slug, e.created_at AS enrolled_at, c.code, c.vanity, c.status,
-            c.created_at, c.revoked_at, s.clicks, s.bot_visits
+            c.created_at, c.revoked_at,
+            (SELECT CAST(SUM(s.clicks) AS BIGINT) FROM code_click_stats s WHERE s.code = c.code) AS clicks,
+            (SELECT CAST(SUM(s.bot_visits) AS BIGINT) FROM code_click_stats s WHERE s.code = c.code) AS bot_visits
      FROM enrollments e
      JOIN programs g ON g.id = e.program_id
      JOIN codes c ON c.enrollment_id = e.id
-     LEFT JOIN code_click_stats s ON s.code = c.code
      WHERE e.participant_id = $1
      ORDER BY e.created_at, e.id, c.created_at, c.code";
 
@@ -331,9 +332,10 @@ impl Store {
     pub async fn code(&self, code: &ReferralCode) -> Result<CodeRecord> {
         let row: Option<CodeRow> = on_read!(self, p => sqlx::query_as(
             "SELECT e.id AS enrollment_id, g.slug, e.created_at AS enrolled_at, c.code, c.vanity, c.status,
-                    c.created_at, c.revoked_at, s.clicks, s.bot_visits
-             FROM codes c JOIN enrollments e ON e.id = c.enrollment_id JOIN programs g ON g.id = e.program_id
-             LEFT JOIN code_click_stats s ON s.code = c.code WHERE c.code = $1",
+                    c.created_at, c.revoked_at,
+            (SELECT CAST(SUM(s.clicks) AS BIGINT) FROM code_click_stats s WHERE s.code = c.code) AS clicks,
+            (SELECT CAST(SUM(s.bot_visits) AS BIGINT) FROM code_click_stats s WHERE s.code = c.code) AS bot_visits
+             FROM codes c JOIN enrollments e ON e.id = c.enrollment_id JOIN programs g ON g.id = e.program_id WHERE c.code = $1",
         ).bind(code.as_str()).fetch_optional(p).await?);
         let row = row.ok_or(StoreError::NotFound)?;
         let mut grouped = group_codes(vec![row])?;

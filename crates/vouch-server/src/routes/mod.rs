@@ -25,7 +25,9 @@ pub fn router(state: AppState) -> Router {
         .route("/participants/{id}/suspend", post(api::participants::suspend_participant))
         .route("/codes/{code}/clicks", get(api::codes::list_clicks))
         .route("/codes/{code}/revoke", post(api::codes::revoke_code))
-        .fallback(api::unknown_route);
+        .fallback(api::unknown_route)
+        // The redirect has its own, much shorter deadline (the click deadline).
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
     Router::new()
         .route("/r/{code}", get(redirect::follow_link))
         .route("/r/", get(redirect::malformed_link))
@@ -37,7 +39,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())
         .with_state(state)

@@ -84,12 +84,16 @@ CREATE TABLE clicks (
     PRIMARY KEY (code, id)
 );
 
--- Maintained by the click writer in the same transaction as the clicks.
+-- Maintained by the click writers in the same transaction as the clicks. Each
+-- writer adds to its own shard, so parallel writers never wait on one another's
+-- row lock for a busy code; readers sum the shards.
 CREATE TABLE code_click_stats (
-    code          TEXT PRIMARY KEY,
+    code          TEXT NOT NULL,
+    shard         BIGINT NOT NULL,
     clicks        BIGINT NOT NULL,
     bot_visits    BIGINT NOT NULL,
-    last_click_at BIGINT
+    last_click_at BIGINT,
+    PRIMARY KEY (code, shard)
 );
 
 CREATE TABLE api_keys (

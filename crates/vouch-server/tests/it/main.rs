@@ -1,0 +1,7 @@
+//! Integration tests of the server over HTTP, one binary: every test starts a
+//! server per engine (SQLite always, Postgres when `VOUCH_TEST_DATABASE_URL` is
+//! set) and talks to it as a client would.
+
+mod api;
+mod helpers;
+mod redirect;
