@@ -53,7 +53,7 @@ pub struct ServeArgs {
     /// Load the demo data first (adds nothing to a database that has data).
     #[arg(long)]
     pub demo: bool,
-    /// Concurrent click writers [default: 1 on SQLite, 4 on Postgres].
+    /// Concurrent click writers on Postgres [default: one per two cores]; SQLite always uses one.
     #[arg(long, env = "VOUCH_CLICK_WRITERS", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub click_writers: Option<u16>,
 }

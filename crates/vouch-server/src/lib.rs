@@ -37,7 +37,8 @@ pub struct ServerConfig {
     pub cache_refresh: Duration,
     /// Clicks waiting for the writer before new ones are turned away unrecorded.
     pub click_queue: usize,
-    /// Concurrent click writers; `None` picks by engine (1 on SQLite, 4 on Postgres).
+    /// Concurrent click writers; `None` picks by engine (always 1 on SQLite, which
+    /// has one writer connection; on Postgres, one per two cores, at least 1).
     pub click_writers: Option<usize>,
 }
 
@@ -75,7 +76,12 @@ impl AppState {
         let fresh_key = hex::encode(rand::random::<[u8; 32]>());
         let ip_hash_key = hex::decode(store.setting_or_insert("ip_hash_key", &fresh_key).await?)
             .map_err(|e| vouch_store::StoreError::Corrupt(format!("ip_hash_key: {e}")))?;
-        let writers = config.click_writers.unwrap_or(if store.engine() == "postgres" { 4 } else { 1 });
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Measured on 2 cores: one Postgres writer beat 2 and 4 (docs/benchmarks.md).
+        let writers = match store.engine() {
+            "postgres" => config.click_writers.unwrap_or((cores / 2).max(1)),
+            _ => 1,
+        };
         let clicks = ClickWriter::start(store.clone(), config.click_queue, writers);
         let codes = CodeCache::start(store.clone(), config.cache_refresh);
         Ok(AppState { store, config: Arc::new(config), clock, clicks, codes, ip_hash_key: ip_hash_key.into() })

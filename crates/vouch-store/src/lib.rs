@@ -165,8 +165,12 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+                // Checkpoints run beside the writer, not inside whichever commit
+                // crosses the WAL threshold: that commit's visitors would wait.
+                let write_options = options.clone().pragma("wal_autocheckpoint", "0");
+                let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_options).await?;
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+                tokio::spawn(checkpoint_wal(read.clone()));
                 Backend::Sqlite { write, read }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
@@ -246,6 +250,25 @@ impl Store {
     pub async fn has_programs(&self) -> Result<bool> {
         let (n,): (i64,) = on_read!(self, p => sqlx::query_as("SELECT COUNT(*) FROM programs").fetch_one(p).await?);
         Ok(n > 0)
+    }
+}
+
+/// Copies the SQLite write-ahead log back into the database every second, in
+/// PASSIVE mode (never blocks the writer), until the pool closes.
+async fn checkpoint_wal(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                break;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 
