@@ -38,6 +38,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
             }
         })?;
+        // Every body of this API is an object; serde would otherwise take a JSON
+        // array as a struct by position.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'[') {
+            return Err(ApiError::field("invalid_field", "", "the body must be a JSON object, not an array"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut *de) {
             // Anything after the value (`{...} junk`) makes the body malformed.

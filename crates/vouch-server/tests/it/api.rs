@@ -547,7 +547,8 @@ async fn wrong_json_shape_is_422_with_a_pointer() {
             .await;
         }
         // Not an object at all: the whole document is at fault.
-        for body in [json!("hello"), json!(null), json!(7)] {
+        let positional = json!([email("shape"), "N", "partner", null, null, null]);
+        for body in [json!("hello"), json!(null), json!(7), positional] {
             let before = app.counts().await;
             let res = app.enroll_raw("agent-gift-card", &body).await;
             let problem = expect_problem(app.engine, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
