@@ -98,10 +98,20 @@ pub struct Counts {
 impl TestApp {
     /// A server on a fresh database, with the five example programs applied.
     pub async fn spawn(db: TestDatabase) -> TestApp {
-        Self::try_spawn(db).await.expect("start the test app")
+        Self::spawn_with(db, |_| {}).await
     }
 
-    async fn try_spawn(db: TestDatabase) -> Result<TestApp> {
+    /// As `spawn`, with the server's configuration adjusted first.
+    pub async fn spawn_with(db: TestDatabase, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        Self::try_spawn(db, adjust).await.expect("start the test app")
+    }
+
+    /// Where the database is, to reach it from outside the server.
+    pub fn database(&self) -> &vouch_store::DatabaseConfig {
+        &self._db.config
+    }
+
+    async fn try_spawn(db: TestDatabase, adjust: impl FnOnce(&mut ServerConfig)) -> Result<TestApp> {
         let engine = db.engine;
         let store = db.open().await;
         let now = jiff::Timestamp::now();
@@ -115,6 +125,7 @@ impl TestApp {
         // Tests assert that clicks are recorded, not how fast: on two busy cores
         // running many test servers at once, the production deadline could pass.
         config.click_deadline = Duration::from_secs(5);
+        adjust(&mut config);
         let state = AppState::start(store.clone(), config, Clock::system()).await?;
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(vouch_server::serve(listener, state, async {

@@ -569,3 +569,85 @@ async fn graceful_shutdown_stores_every_queued_bot_visit() {
         app.stop().await;
     }
 }
+
+/// Holds the database's write lock from outside the server, so its click writer
+/// cannot commit: the state of a saturated or unreachable database, as the
+/// redirect sees it.
+enum WriteBlocker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteBlocker {
+    async fn hold(database: &vouch_store::DatabaseConfig) -> WriteBlocker {
+        use sqlx::{Connection, Executor};
+        match database {
+            vouch_store::DatabaseConfig::Sqlite { dir } => {
+                let url = format!("sqlite://{}", dir.join("vouch.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect to SQLite");
+                conn.execute("BEGIN EXCLUSIVE").await.expect("take SQLite's write lock");
+                WriteBlocker::Sqlite(conn)
+            }
+            vouch_store::DatabaseConfig::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to Postgres");
+                conn.execute("BEGIN").await.expect("begin");
+                conn.execute("LOCK TABLE clicks IN EXCLUSIVE MODE").await.expect("lock the click table");
+                WriteBlocker::Postgres(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Executor;
+        match self {
+            WriteBlocker::Sqlite(mut c) => c.execute("ROLLBACK").await.map(|_| ()),
+            WriteBlocker::Postgres(mut c) => c.execute("ROLLBACK").await.map(|_| ()),
+        }
+        .expect("release the lock");
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_database_still_redirects_with_the_code_but_no_click_id_and_counts_it() {
+    for db in TestDatabase::all().await {
+        // A short deadline and a tiny queue: the writer stalls on its first
+        // batch, one more click fills the queue, the rest are turned away at once.
+        let app = TestApp::spawn_with(db, |config| {
+            config.click_deadline = Duration::from_millis(300);
+            config.click_queue = 1;
+        })
+        .await;
+        let code = app.enroll("customer-credit", &email("blocked"), "customer").await.code;
+        assert!(app.visit(&code).await.vclid().is_some(), "{}: a click id while the database is free", app.engine);
+        let unrecorded = |page: &str| metric_sum(page, "vouch_clicks_unrecorded_total").unwrap_or(0.0);
+        let before = unrecorded(&app.metrics().await);
+
+        let blocker = WriteBlocker::hold(app.database()).await;
+        let visits = futures::future::join_all((0..5).map(|_| app.visit(&code))).await;
+        for visit in &visits {
+            assert_eq!(visit.status, StatusCode::FOUND, "{}: the visitor is still redirected", app.engine);
+            assert_eq!(visit.param("ref").as_deref(), Some(code.as_str()), "{}: with the code", app.engine);
+            assert_eq!(visit.vclid(), None, "{}: but without a click id", app.engine);
+        }
+        let after = unrecorded(&app.metrics().await);
+        assert!(
+            after - before >= 5.0,
+            "{}: five unrecorded clicks counted, metric went {before} → {after}",
+            app.engine
+        );
+
+        blocker.release().await;
+        // The stalled batch commits first, then clicks get ids again.
+        let mut vclid = None;
+        for _ in 0..100 {
+            vclid = app.visit(&code).await.vclid();
+            if vclid.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let vclid = vclid.unwrap_or_else(|| panic!("{}: click ids again once the database is free", app.engine));
+        ensure_stored(&app, &code, &vclid).await.expect("the new click id names a stored click");
+        app.stop().await;
+    }
+}
