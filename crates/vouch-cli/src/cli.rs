@@ -40,6 +40,12 @@ pub enum Command {
     ApiKey(ApiKeyCommand),
     /// Fill an empty database with realistic demo data.
     Demo(DemoArgs),
+    /// Background jobs (delivering email, …).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Load data from files.
+    #[command(subcommand)]
+    Import(ImportCommand),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +62,38 @@ pub struct ServeArgs {
     /// Concurrent click writers on Postgres [default: one per two cores]; SQLite always uses one.
     #[arg(long, env = "VOUCH_CLICK_WRITERS", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub click_writers: Option<u16>,
+    #[command(flatten)]
+    pub mail: MailArgs,
+}
+
+/// Where email goes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MailArgs {
+    /// SMTP server for outgoing email (`smtp://host:port`, `smtps://user:pass@host`,
+    /// `smtp://host?tls=required`) [default: none: messages are written to the mailbox folder].
+    #[arg(long, env = "VOUCH_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of every email [default: Vouch <no-reply@localhost>].
+    #[arg(long, env = "VOUCH_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Folder for messages when no SMTP server is set [default: mailbox/ in the data folder].
+    #[arg(long, env = "VOUCH_MAILBOX")]
+    pub mailbox: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Run every due job (delivering the outbox) until none is due, then exit.
+    Run(JobsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Base of the links in messages: the same as `vouch serve`'s [default: http://127.0.0.1:8080].
+    #[arg(long, env = "VOUCH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,4 +131,14 @@ pub struct DemoArgs {
     /// Base of the links shown [default: http://127.0.0.1:8080].
     #[arg(long, env = "VOUCH_PUBLIC_URL")]
     pub public_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Load the customer registry from a CSV file (header `email,domain,external_id`).
+    ///
+    /// The registry holds who already is a customer or has signed up. Any field of a
+    /// row may be empty, but not all. The file is checked whole first: one bad row
+    /// loads nothing. Entries already known are skipped, so importing again is harmless.
+    Customers { file: PathBuf },
 }

@@ -8,7 +8,7 @@ use vouch_domain::program::{diff, parse_program};
 use vouch_server::{AppState, Clock, ServerConfig};
 use vouch_store::{ApplyOutcome, Store, StoreError};
 
-use crate::cli::{ApiKeyCommand, Cli, Command, ProgramCommand, ServeArgs};
+use crate::cli::{ApiKeyCommand, Cli, Command, ImportCommand, JobsCommand, ProgramCommand, ServeArgs};
 use crate::config::{FileConfig, public_url};
 
 pub enum Failure {
@@ -38,7 +38,8 @@ pub async fn run(cli: Cli) -> Outcome {
             if let Some(given) = args.public_url.as_deref().or(file.public_url.as_deref()) {
                 public_url(Some(given), DEFAULT_LISTEN.parse().expect("valid default")).map_err(Failure::Invalid)?;
             }
-            serve(args, &file, open().await?).await
+            let mail = crate::jobs::MailSettings::from_args(&args.mail, &file, &cli.db).map_err(Failure::Invalid)?;
+            serve(args, &file, &mail, open().await?).await
         }
         Command::Migrate => {
             let store = open().await?;
@@ -69,6 +70,7 @@ pub async fn run(cli: Cli) -> Outcome {
             apply_program(&open().await?, definition, &source, dry_run).await
         }
         Command::ApiKey(cmd) => api_key(&open().await?, cmd).await,
+        Command::Import(ImportCommand::Customers { file: path }) => crate::import::import_customers(&path, open).await,
         Command::Demo(args) => {
             let base = public_url(
                 args.public_url.as_deref().or(file.public_url.as_deref()),
@@ -76,6 +78,17 @@ pub async fn run(cli: Cli) -> Outcome {
             )
             .map_err(Failure::Invalid)?;
             demo(&open().await?, args.scale, &base).await
+        }
+        Command::Jobs(JobsCommand::Run(args)) => {
+            let base = public_url(
+                args.public_url.as_deref().or(file.public_url.as_deref()),
+                DEFAULT_LISTEN.parse().expect("valid default"),
+            )
+            .map_err(Failure::Invalid)?;
+            let mail = crate::jobs::MailSettings::from_args(&args.mail, &file, &cli.db).map_err(Failure::Invalid)?;
+            let mut config = ServerConfig::new(base);
+            mail.apply(&mut config);
+            crate::jobs::run(&open().await?, &config).await
         }
     }
 }
@@ -92,7 +105,7 @@ fn init_logging(serving: bool) {
     }
 }
 
-async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Outcome {
+async fn serve(args: ServeArgs, file: &FileConfig, mail: &crate::jobs::MailSettings, store: Store) -> Outcome {
     let listen: SocketAddr =
         args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
@@ -103,11 +116,19 @@ async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Outcome {
         let outcome = vouch_server::demo::fill(&store, Timestamp::now()).await?;
         print_demo(&outcome, &base);
     }
-    let config = ServerConfig { click_writers: args.click_writers.map(usize::from), ..ServerConfig::new(base.clone()) };
+    let mut config =
+        ServerConfig { click_writers: args.click_writers.map(usize::from), ..ServerConfig::new(base.clone()) };
+    mail.apply(&mut config);
     let state = AppState::start(store.clone(), config, Clock::system()).await?;
     // Listen for signals before saying we serve (see `shutdown_signal`).
     let shutdown = vouch_server::shutdown_signal();
     println!("Vouch is serving on http://{bound} (links: {base}r/CODE). Stop with Ctrl-C.");
+    if let Some(dir) = state.mailer.mailbox_dir() {
+        println!(
+            "No SMTP server is set (--smtp-url): email goes to {}, listed at http://{bound}/dev/mailbox.",
+            dir.display()
+        );
+    }
     tracing::info!(listen = %bound, engine = store.engine(), "serving");
     vouch_server::serve(listener, state, shutdown).await?;
     store.close().await;

@@ -16,6 +16,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub mailbox: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -12,6 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 mod commands;
 mod config;
+mod import;
+mod jobs;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

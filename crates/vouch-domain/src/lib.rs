@@ -6,11 +6,13 @@
 pub mod api_key;
 pub mod click;
 pub mod code;
+pub mod customer;
 pub mod email;
 pub mod ids;
 pub mod money;
 pub mod participant;
 pub mod program;
+pub mod referral;
 
 pub use code::ReferralCode;
 pub use email::Email;

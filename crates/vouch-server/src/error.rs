@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use vouch_store::StoreError;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One field at fault: a JSON pointer into the request (`/prospect/email`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldProblem {
     pub pointer: String,
     pub detail: String,

@@ -16,8 +16,12 @@ mod code_cache;
 pub mod demo;
 pub mod enroll;
 mod error;
+mod idempotency;
 mod json;
+pub mod mail;
 pub mod metrics;
+pub mod openapi;
+pub mod refer;
 mod routes;
 
 pub use click_writer::ClickWriter;
@@ -25,8 +29,9 @@ pub use clock::Clock;
 pub use code_cache::CodeCache;
 pub use error::ApiError;
 
-/// What the server needs to know beyond the database.
-#[derive(Debug, Clone)]
+/// What the server needs to know beyond the database. Its `Debug` leaves out the
+/// SMTP URL, which may carry a password.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The base of every link handed out (`https://refer.example.com`).
     pub public_url: url::Url,
@@ -40,6 +45,32 @@ pub struct ServerConfig {
     /// Concurrent click writers; `None` picks by engine (always 1 on SQLite, which
     /// has one writer connection; on Postgres, one per two cores, at least 1).
     pub click_writers: Option<usize>,
+    /// Where email goes (`smtp://host:2525`, `smtps://user:pass@host`); without
+    /// one, messages are written as `.eml` files into `mailbox_dir`.
+    pub smtp_url: Option<String>,
+    /// The sender of every email.
+    pub mail_from: String,
+    /// The development mailbox (used only without `smtp_url`).
+    pub mailbox_dir: std::path::PathBuf,
+    /// How often the mail worker delivers due outbox rows; `None` runs no worker
+    /// (tests that call `mail::deliver_due` themselves).
+    pub mail_interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("public_url", &self.public_url.as_str())
+            .field("click_deadline", &self.click_deadline)
+            .field("cache_refresh", &self.cache_refresh)
+            .field("click_queue", &self.click_queue)
+            .field("click_writers", &self.click_writers)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("mail_from", &self.mail_from)
+            .field("mailbox_dir", &self.mailbox_dir)
+            .field("mail_interval", &self.mail_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerConfig {
@@ -50,6 +81,10 @@ impl ServerConfig {
             cache_refresh: Duration::from_secs(1),
             click_queue: 16_384,
             click_writers: None,
+            smtp_url: None,
+            mail_from: "Vouch <no-reply@localhost>".into(),
+            mailbox_dir: std::path::PathBuf::from("vouch-data/mailbox"),
+            mail_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -65,6 +100,8 @@ pub struct Shared {
     pub clock: Clock,
     pub clicks: ClickWriter,
     pub codes: CodeCache,
+    pub mailer: mail::Mailer,
+    mail: mail::MailWorker,
     /// Key for hashing visitors' IP addresses: shared by all replicas through the
     /// database, so the same visitor hashes alike everywhere.
     ip_hash_key: Vec<u8>,
@@ -94,7 +131,9 @@ impl AppState {
         };
         let clicks = ClickWriter::start(store.clone(), config.click_queue, writers);
         let codes = CodeCache::start(store.clone(), config.cache_refresh);
-        Ok(AppState(Arc::new(Shared { store, config, clock, clicks, codes, ip_hash_key })))
+        let mailer = mail::Mailer::from_config(&config);
+        let mail = mail::MailWorker::start(store.clone(), mailer.clone(), clock.clone(), config.mail_interval);
+        Ok(AppState(Arc::new(Shared { store, config, clock, clicks, codes, mailer, mail, ip_hash_key })))
     }
 
     /// Link for a code: `{public_url}/r/{code}`.
@@ -117,10 +156,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let writer = state.clicks.clone();
     let codes = state.codes.clone();
+    let mail = state.mail.clone();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     codes.stop();
     writer.drain().await;
+    // After the click writer: a last pass sends what the last requests queued.
+    mail.stop().await;
     Ok(())
 }
 

@@ -13,16 +13,27 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 mod api_keys;
 mod clicks;
+mod customers;
+mod idempotency;
+pub mod outbox;
 mod participants;
 mod programs;
+pub mod referrals;
 pub mod testing;
 
 pub use api_keys::ApiKeyRecord;
 pub use clicks::{ClickRecord, ClickStats, NewClick};
+pub use customers::{AddedCustomers, NewCustomer};
+pub use idempotency::IdempotencyClaim;
+pub use outbox::{MailPayload, OutboxItem, OutboxRetry, OutboxStatus};
 pub use participants::{
     CodeRecord, CodeTarget, EnrollError, Enrolled, EnrollmentRecord, NewEnrollment, ParticipantRecord,
 };
 pub use programs::{ApplyOutcome, StoredProgram};
+pub use referrals::{
+    AttributionFacts, Consent, CreateReferralError, NewProspect, NewReferral, ReferralActionError, ReferralEvent,
+    ReferralEventKind, ReferralFilter, ReferralRecord, ReviewDecision,
+};
 
 /// Where the data lives.
 #[derive(Clone)]
@@ -102,6 +113,11 @@ impl StoreError {
     /// refusing this particular request.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Backend(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
+    }
+
+    /// The store was closed: a background worker should stop.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoreError::Backend(sqlx::Error::PoolClosed))
     }
 
     pub fn is_conflict_on(&self, table: &str) -> bool {

@@ -82,6 +82,13 @@ pub struct CodeRecord {
     pub bot_visits: i64,
 }
 
+/// The key of the row `stop_attributing` changes, bound with its own SQL type.
+#[derive(Clone, Copy)]
+enum RowKey<'a> {
+    Id(Uuid),
+    Text(&'a str),
+}
+
 /// What the redirect needs to know about a code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeTarget {
@@ -196,7 +203,7 @@ impl Store {
             let mut tx = p.begin().await?;
             // ON CONFLICT DO NOTHING, then read: two replicas enrolling the same
             // new email at once end with one participant.
-            sqlx::query(
+            let new_participant = sqlx::query(
                 "INSERT INTO participants (id, email, email_norm, name, kind, team, company, status, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) ON CONFLICT (email_norm) DO NOTHING",
             )
@@ -209,7 +216,9 @@ impl Store {
             .bind(&new.company)
             .bind(micros(new.now))
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1;
             let participant: ParticipantRow =
                 sqlx::query_as(FIND_PARTICIPANT_BY_EMAIL).bind(&email_norm).fetch_one(&mut *tx).await?;
             let participant = participant.into_record(Vec::new())?;
@@ -270,6 +279,20 @@ impl Store {
                 Err(e) if e.is_conflict_on("codes") => return Err(EnrollError::CodeTaken),
                 other => other?,
             };
+            if new_participant {
+                // The welcome email, in this transaction: a rollback (code taken,
+                // ineligible) sends nothing. One per enrollment: it bears its id.
+                let (slug,): (String,) =
+                    sqlx::query_as("SELECT slug FROM programs WHERE id = $1").bind(new.program_id.0).fetch_one(&mut *tx).await?;
+                let welcome = crate::outbox::MailPayload::Welcome {
+                    to: new.email.as_str().to_string(),
+                    name: new.name.clone(),
+                    program: slug,
+                    code: new.code.as_str().to_string(),
+                };
+                let payload = serde_json::to_value(&welcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                crate::outbox::enqueue!(&mut *tx, new.enrollment_id.0, crate::outbox::EMAIL, &payload, new.now).await?;
+            }
             tx.commit().await?;
             Ok(Enrolled {
                 created: true,
@@ -291,42 +314,44 @@ impl Store {
 
     /// Suspends a participant: their links stop attributing everywhere.
     pub async fn suspend_participant(&self, id: ParticipantId, now: Timestamp) -> Result<ParticipantRecord> {
-        on_write!(self, p => {
-            let mut tx = p.begin().await?;
-            let done = sqlx::query(
-                "UPDATE participants SET status = 'suspended', suspended_at = COALESCE(suspended_at, $2) WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            sqlx::query(BUMP_EPOCH).execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
+        self.stop_attributing(
+            "UPDATE participants SET status = 'suspended', suspended_at = COALESCE(suspended_at, $2) WHERE id = $1",
+            RowKey::Id(id.0),
+            now,
+        )
+        .await?;
         self.participant(id).await
     }
 
     /// Revokes a code. Revoking twice keeps the first revocation time.
     pub async fn revoke_code(&self, code: &ReferralCode, now: Timestamp) -> Result<CodeRecord> {
+        self.stop_attributing(
+            "UPDATE codes SET status = 'revoked', revoked_at = COALESCE(revoked_at, $2) WHERE code = $1",
+            RowKey::Text(code.as_str()),
+            now,
+        )
+        .await?;
+        self.code(code).await
+    }
+
+    /// Runs a one-row `update` (`$1` the key, `$2` now) and bumps the cache epoch
+    /// in the same transaction, so every server's redirect sees it; NotFound when
+    /// no row matched.
+    async fn stop_attributing(&self, update: &'static str, key: RowKey<'_>, now: Timestamp) -> Result<()> {
         on_write!(self, p => {
             let mut tx = p.begin().await?;
-            let done = sqlx::query(
-                "UPDATE codes SET status = 'revoked', revoked_at = COALESCE(revoked_at, $2) WHERE code = $1",
-            )
-            .bind(code.as_str())
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
+            let query = match key {
+                RowKey::Id(id) => sqlx::query(update).bind(id),
+                RowKey::Text(text) => sqlx::query(update).bind(text),
+            };
+            let done = query.bind(micros(now)).execute(&mut *tx).await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
             sqlx::query(BUMP_EPOCH).execute(&mut *tx).await?;
             tx.commit().await?;
-        });
-        self.code(code).await
+            Ok(())
+        })
     }
 
     pub async fn code(&self, code: &ReferralCode) -> Result<CodeRecord> {

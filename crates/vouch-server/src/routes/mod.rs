@@ -9,7 +9,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 
-mod api;
+pub(crate) mod api;
 mod health;
 mod redirect;
 
@@ -25,7 +25,15 @@ pub fn router(state: AppState) -> Router {
         .route("/participants/{id}/suspend", post(api::participants::suspend_participant))
         .route("/codes/{code}/clicks", get(api::codes::list_clicks))
         .route("/codes/{code}/revoke", post(api::codes::revoke_code))
+        .route("/customers", post(api::customers::add_customers))
+        .route("/programs/{slug}/leads", post(api::referrals::submit_lead))
+        .route("/referrals", get(api::referrals::list_referrals).post(api::referrals::create_referral))
+        .route("/referrals/{id}", get(api::referrals::get_referral).patch(api::referrals::patch_referral))
+        .route("/referrals/{id}/stage", post(api::referrals::move_stage))
+        .route("/referrals/{id}/override", post(api::referrals::override_referral))
+        .route("/referrals/{id}/review", post(api::referrals::review_referral))
         .fallback(api::unknown_route)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         // The redirect has its own, much shorter deadline (the click deadline),
         // and logs only what went wrong: a span per visit costs the hot path.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
@@ -38,6 +46,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(crate::openapi::get_openapi))
+        .route("/dev/mailbox", get(crate::mail::page::show_mailbox))
+        .route("/dev/mailbox/{file}", get(crate::mail::page::show_message))
         .nest("/api/v1", api)
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -44,6 +44,8 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     _db: TestDatabase,
+    /// The development mailbox (no SMTP server unless a test configures one).
+    pub mailbox: tempfile::TempDir,
 }
 
 /// What an enrollment answered.
@@ -125,6 +127,8 @@ impl TestApp {
         // Tests assert that clicks are recorded, not how fast: on two busy cores
         // running many test servers at once, the production deadline could pass.
         config.click_deadline = Duration::from_secs(5);
+        let mailbox = tempfile::tempdir()?;
+        config.mailbox_dir = mailbox.path().to_path_buf();
         adjust(&mut config);
         let state = AppState::start(store.clone(), config, Clock::system()).await?;
         let (tx, rx) = oneshot::channel::<()>();
@@ -146,6 +150,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             _db: db,
+            mailbox,
         })
     }
 

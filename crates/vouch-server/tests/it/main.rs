@@ -3,5 +3,11 @@
 //! set) and talks to it as a client would.
 
 mod api;
+mod customers;
 mod helpers;
+mod idempotency;
+mod mail;
+mod openapi;
 mod redirect;
+mod referrals;
+mod smtp;

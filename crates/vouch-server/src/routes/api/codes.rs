@@ -13,7 +13,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ClicksQuery {
     cursor: Option<String>,
@@ -22,7 +23,8 @@ pub struct ClicksQuery {
     include_bots: bool,
 }
 
-#[derive(Serialize)]
+/// A code's clicks, newest first, and its counts.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ClicksBody {
     code: String,
     /// Clicks by people; bot visits are counted apart and never attributed.
@@ -33,7 +35,7 @@ pub struct ClicksBody {
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ClickBody {
     click_id: String,
     occurred_at: String,
@@ -42,6 +44,8 @@ struct ClickBody {
     ip_hash: Option<String>,
     user_agent: Option<String>,
     referer: Option<String>,
+    /// utm_source, utm_medium, utm_campaign, utm_term, utm_content of the visited link
+    #[schema(value_type = Object)]
     utm: vouch_domain::click::Utm,
 }
 
@@ -56,6 +60,9 @@ fn not_found_as(e: StoreError, raw: &str) -> ApiError {
     }
 }
 
+/// Clicks of a code and their count.
+#[utoipa::path(get, path = "/api/v1/codes/{code}/clicks", tag = "codes", params(("code" = String, Path), ClicksQuery),
+    responses((status = 200, body = ClicksBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn list_clicks(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +110,9 @@ pub async fn list_clicks(
     }))
 }
 
+/// Revoke a code: its link lands without attribution.
+#[utoipa::path(post, path = "/api/v1/codes/{code}/revoke", tag = "codes", params(("code" = String, Path)),
+    responses((status = 200, body = super::participants::CodeBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn revoke_code(
     State(state): State<AppState>,
     caller: Caller,

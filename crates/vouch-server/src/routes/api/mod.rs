@@ -1,6 +1,8 @@
 pub mod codes;
+pub mod customers;
 pub mod participants;
 pub mod programs;
+pub mod referrals;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;
@@ -30,7 +32,7 @@ pub async fn unknown_route() -> ApiError {
 }
 
 /// The list envelope of every collection.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

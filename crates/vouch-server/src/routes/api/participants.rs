@@ -13,18 +13,21 @@ use crate::enroll::{Enrollment, enroll};
 use crate::error::{ApiError, FieldProblem};
 use crate::json::ApiJson;
 
-#[derive(Deserialize)]
+/// Who joins the program.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     email: String,
     name: String,
+    /// customer, customer_staff, employee, partner, influencer or other
     kind: String,
     team: Option<String>,
     company: Option<String>,
     vanity_code: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The enrollment, its code and link.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Enrolled {
     participant_id: String,
     enrollment_id: String,
@@ -76,6 +79,11 @@ fn invalid(problems: Vec<FieldProblem>) -> ApiError {
     ApiError { errors: problems, ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail) }
 }
 
+/// Enroll a participant; 200 with the existing enrollment when the email is already enrolled.
+#[utoipa::path(post, path = "/api/v1/programs/{slug}/participants", tag = "participants",
+    params(("slug" = String, Path)), request_body = EnrollBody,
+    responses((status = 201, body = Enrolled), (status = 200, body = Enrolled),
+        (status = 409, body = crate::openapi::Problem), (status = 422, body = crate::openapi::Problem)))]
 pub async fn enroll_participant(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,7 +106,7 @@ pub async fn enroll_participant(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ParticipantBody {
     id: String,
     email: String,
@@ -113,7 +121,7 @@ pub struct ParticipantBody {
     totals: Totals,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EnrollmentBody {
     enrollment_id: String,
     program: String,
@@ -121,7 +129,7 @@ struct EnrollmentBody {
     codes: Vec<CodeBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CodeBody {
     pub code: String,
     pub link: String,
@@ -133,7 +141,7 @@ pub struct CodeBody {
     pub bot_visits: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Totals {
     clicks: i64,
     bot_visits: i64,
@@ -186,6 +194,9 @@ fn participant_id(raw: &str) -> Result<ParticipantId, ApiError> {
     ParticipantId::parse(raw).ok_or_else(|| ApiError::not_found(&format!("the participant `{raw}`")))
 }
 
+/// A participant with enrollments, codes and totals.
+#[utoipa::path(get, path = "/api/v1/participants/{id}", tag = "participants", params(("id" = String, Path)),
+    responses((status = 200, body = ParticipantBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn get_participant(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,6 +207,9 @@ pub async fn get_participant(
     Ok(Json(participant_body(&state, p)))
 }
 
+/// Suspend a participant: their links land without attribution.
+#[utoipa::path(post, path = "/api/v1/participants/{id}/suspend", tag = "participants", params(("id" = String, Path)),
+    responses((status = 200, body = ParticipantBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn suspend_participant(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,7 +10,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-#[derive(Serialize)]
+/// A program and the version in force.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProgramBody {
     slug: String,
     name: String,
@@ -19,7 +20,8 @@ pub struct ProgramBody {
     currency: &'static str,
     timezone: String,
     landing_url: String,
-    /// The whole definition in force, as JSON.
+    /// The whole definition in force, as JSON (the program file's fields).
+    #[schema(value_type = Object)]
     definition: serde_json::Value,
 }
 
@@ -39,12 +41,18 @@ impl From<&StoredProgram> for ProgramBody {
     }
 }
 
+/// Programs with the version in force.
+#[utoipa::path(get, path = "/api/v1/programs", tag = "programs",
+    responses((status = 200, body = Page<ProgramBody>), (status = 401, body = crate::openapi::Problem)))]
 pub async fn list_programs(State(state): State<AppState>, caller: Caller) -> Result<Json<Page<ProgramBody>>, ApiError> {
     caller.require(Area::Programs, false)?;
     let programs = state.store.programs().await?;
     Ok(Json(Page { items: programs.iter().map(ProgramBody::from).collect(), next_cursor: None }))
 }
 
+/// One program.
+#[utoipa::path(get, path = "/api/v1/programs/{slug}", tag = "programs", params(("slug" = String, Path)),
+    responses((status = 200, body = ProgramBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn get_program(
     State(state): State<AppState>,
     caller: Caller,

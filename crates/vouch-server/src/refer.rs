@@ -1,0 +1,85 @@
+//! Creating a referral: the program version in force supplies the rules, the
+//! store gathers the facts, the domain's `attribute` decides, and the store
+//! persists the decision (rejections included).
+
+use jiff::{SignedDuration, Timestamp};
+use vouch_domain::ReferralCode;
+use vouch_domain::referral::{AttributionInput, ReferralId, Rules, Source, attribute, is_free_mail};
+use vouch_store::{Consent, CreateReferralError, NewProspect, NewReferral, ReferralRecord, Store, StoredProgram};
+
+use crate::error::ApiError;
+
+/// A referral to create, already parsed.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub code: ReferralCode,
+    pub source: Source,
+    pub prospect: NewProspect,
+    pub consent: Option<Consent>,
+    pub note: Option<String>,
+    pub actor: String,
+}
+
+/// Creates the referral and answers it as stored. An unknown code (or one of
+/// another program) and a revoked one are refused at `/referrer_code`, with
+/// nothing stored; every other outcome, rejections included, is a referral.
+pub async fn refer(
+    store: &Store,
+    program: &StoredProgram,
+    submission: Submission,
+    now: Timestamp,
+) -> Result<ReferralRecord, ApiError> {
+    let definition = &program.definition;
+    let rules = Rules::from_program(definition);
+    let window = SignedDuration::from_mins(i64::from(rules.burst_window_minutes));
+    // In a business program a known company is a known customer; a free-mail
+    // domain names no company.
+    let registry_domain =
+        submission.prospect.email.as_ref().map(|e| e.domain()).filter(|d| definition.business() && !is_free_mail(d));
+    let new = NewReferral {
+        id: ReferralId(uuid::Uuid::now_v7()),
+        program_id: program.id,
+        program_version_id: program.version_id,
+        code: submission.code,
+        source: submission.source.clone(),
+        prospect: submission.prospect,
+        consent: submission.consent,
+        note: submission.note,
+        actor: submission.actor,
+        now,
+        recent_since: now.checked_sub(window).unwrap_or(now),
+        registry_domain,
+    };
+    let created = store
+        .create_referral(&new, |facts| {
+            attribute(&AttributionInput {
+                rules: rules.clone(),
+                referrer: facts.referrer.clone(),
+                prospect: facts.prospect.clone(),
+                source: submission.source.clone(),
+                now,
+                in_registry: facts.registry_match.is_some(),
+                holder: facts.holder,
+                // The referrer's own visits are not recorded as theirs yet.
+                referrer_ip_hashes: Vec::new(),
+                recent_leads: facts.recent_leads,
+            })
+        })
+        .await;
+    match created {
+        Ok(record) => {
+            tracing::info!(referral = %record.id, program = %record.program_slug, status = %record.status,
+                reason = record.rejection_reason.map(|r| r.as_str()), "referral created");
+            Ok(record)
+        }
+        Err(CreateReferralError::UnknownCode(code)) => Err(ApiError::field(
+            "unknown_code",
+            "/referrer_code",
+            format!("no referrer has the code `{code}` in the program `{}`", definition.slug().as_str()),
+        )),
+        Err(CreateReferralError::NotAttributable(no)) => {
+            Err(ApiError::field(no.code(), "/referrer_code", no.explanation))
+        }
+        Err(CreateReferralError::Store(e)) => Err(e.into()),
+    }
+}
