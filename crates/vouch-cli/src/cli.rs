@@ -125,8 +125,8 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of referrals to generate (referrals arrive with the referral lifecycle).
-    #[arg(long, default_value_t = 0)]
+    /// Number of referrals to generate in all, across the programs and referrers.
+    #[arg(long, default_value_t = vouch_server::demo::DEFAULT_REFERRALS)]
     pub scale: u64,
     /// Base of the links shown [default: http://127.0.0.1:8080].
     #[arg(long, env = "VOUCH_PUBLIC_URL")]

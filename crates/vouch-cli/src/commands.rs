@@ -235,13 +235,8 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> Outcome {
 }
 
 async fn demo(store: &Store, scale: u64, base: &url::Url) -> Outcome {
-    let outcome = vouch_server::demo::fill(store, Timestamp::now()).await?;
+    let outcome = vouch_server::demo::fill_with(store, Timestamp::now(), scale).await?;
     print_demo(&outcome, base);
-    if scale > 0 {
-        println!(
-            "Note: --scale {scale} asks for referrals, which this version does not generate yet (they come with the referral lifecycle)."
-        );
-    }
     Ok(())
 }
 
@@ -251,8 +246,19 @@ fn print_demo(outcome: &vouch_server::demo::Outcome, base: &url::Url) {
         Outcome::AlreadyHasData => {
             println!("The database already has data: the demo added nothing.");
         }
-        Outcome::Filled { programs, participants, clicks, api_key, sample_code } => {
+        Outcome::Filled { programs, participants, clicks, customers, referrals, api_key, sample_code } => {
             println!("Demo data loaded: {programs} programs, {participants} participants, {clicks} clicks.");
+            println!("Customer registry: {customers} existing customers.");
+            let list = |counts: Vec<(&str, usize)>| {
+                counts.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+            };
+            println!("Referrals: {} in all, {} assigned to sales reps.", referrals.total, referrals.assigned);
+            println!("  by stage:  {}", list(referrals.by_stage.iter().map(|(s, n)| (s.as_str(), *n)).collect()));
+            println!("  by status: {}", list(referrals.by_status.iter().map(|(s, n)| (s.as_str(), *n)).collect()));
+            println!(
+                "  rejected:  {}",
+                list(referrals.by_reason.iter().filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str(), *n)).collect())
+            );
             println!("Try a referral link:   {base}r/{sample_code}");
             println!("Browse the API, e.g.:  curl -H 'Authorization: Bearer {api_key}' {base}api/v1/programs");
             println!("Demo API key (all scopes):");

@@ -23,4 +23,5 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(ProgramId, ProgramVersionId, ParticipantId, EnrollmentId, ClickId, ApiKeyId);
+// `EventId` names one entry of a referral's timeline: a fact or a staff action.
+id_type!(ProgramId, ProgramVersionId, ParticipantId, EnrollmentId, ClickId, ApiKeyId, ReferralId, EventId);

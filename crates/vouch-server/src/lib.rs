@@ -16,6 +16,7 @@ mod code_cache;
 pub mod demo;
 pub mod enroll;
 mod error;
+pub mod events;
 mod idempotency;
 mod json;
 pub mod mail;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod refer;
 mod routes;
+pub mod unsubscribe;
 
 pub use click_writer::ClickWriter;
 pub use clock::Clock;
@@ -105,6 +107,8 @@ pub struct Shared {
     /// Key for hashing visitors' IP addresses: shared by all replicas through the
     /// database, so the same visitor hashes alike everywhere.
     ip_hash_key: Vec<u8>,
+    /// Key of the unsubscribe links' HMAC, shared through the database like `ip_hash_key`.
+    unsubscribe_key: Vec<u8>,
 }
 
 impl std::ops::Deref for AppState {
@@ -123,6 +127,9 @@ impl AppState {
         let fresh_key = hex::encode(rand::random::<[u8; 32]>());
         let ip_hash_key = hex::decode(store.setting_or_insert("ip_hash_key", &fresh_key).await?)
             .map_err(|e| vouch_store::StoreError::Corrupt(format!("ip_hash_key: {e}")))?;
+        let fresh_key = hex::encode(rand::random::<[u8; 32]>());
+        let unsubscribe_key = hex::decode(store.setting_or_insert("unsubscribe_key", &fresh_key).await?)
+            .map_err(|e| vouch_store::StoreError::Corrupt(format!("unsubscribe_key: {e}")))?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         // Measured on 2 cores: one Postgres writer beat 2 and 4 (docs/benchmarks.md).
         let writers = match store.engine() {
@@ -133,7 +140,17 @@ impl AppState {
         let codes = CodeCache::start(store.clone(), config.cache_refresh);
         let mailer = mail::Mailer::from_config(&config);
         let mail = mail::MailWorker::start(store.clone(), mailer.clone(), clock.clone(), config.mail_interval);
-        Ok(AppState(Arc::new(Shared { store, config, clock, clicks, codes, mailer, mail, ip_hash_key })))
+        Ok(AppState(Arc::new(Shared {
+            store,
+            config,
+            clock,
+            clicks,
+            codes,
+            mailer,
+            mail,
+            ip_hash_key,
+            unsubscribe_key,
+        })))
     }
 
     /// Link for a code: `{public_url}/r/{code}`.

@@ -33,6 +33,7 @@ pub struct Problem {
         api::codes::list_clicks,
         api::codes::revoke_code,
         api::referrals::submit_lead,
+        api::invites::send_invite,
         api::referrals::create_referral,
         api::referrals::list_referrals,
         api::referrals::get_referral,
@@ -41,6 +42,7 @@ pub struct Problem {
         api::referrals::override_referral,
         api::referrals::review_referral,
         api::customers::add_customers,
+        api::events::post_event,
     ),
     modifiers(&BearerKey),
     security(("api_key" = []))

@@ -5,6 +5,7 @@
 use jiff::{SignedDuration, Timestamp};
 use vouch_domain::ReferralCode;
 use vouch_domain::referral::{AttributionInput, ReferralId, Rules, Source, attribute, is_free_mail};
+use vouch_store::ReferralMail;
 use vouch_store::{Consent, CreateReferralError, NewProspect, NewReferral, ReferralRecord, Store, StoredProgram};
 
 use crate::error::ApiError;
@@ -29,6 +30,18 @@ pub async fn refer(
     submission: Submission,
     now: Timestamp,
 ) -> Result<ReferralRecord, ApiError> {
+    refer_with_mail(store, program, submission, ReferralMail::None, now).await
+}
+
+/// [`refer`], writing `mail` in the referral's transaction when it holds the
+/// prospect; an invite beyond the referrer's allowance is 429 `invite_rate_limited`.
+pub async fn refer_with_mail(
+    store: &Store,
+    program: &StoredProgram,
+    submission: Submission,
+    mail: ReferralMail,
+    now: Timestamp,
+) -> Result<ReferralRecord, ApiError> {
     let definition = &program.definition;
     let rules = Rules::from_program(definition);
     let window = SignedDuration::from_mins(i64::from(rules.burst_window_minutes));
@@ -51,7 +64,7 @@ pub async fn refer(
         registry_domain,
     };
     let created = store
-        .create_referral(&new, |facts| {
+        .create_referral_with_mail(&new, &mail, |facts| {
             attribute(&AttributionInput {
                 rules: rules.clone(),
                 referrer: facts.referrer.clone(),
@@ -80,6 +93,11 @@ pub async fn refer(
         Err(CreateReferralError::NotAttributable(no)) => {
             Err(ApiError::field(no.code(), "/referrer_code", no.explanation))
         }
+        Err(CreateReferralError::RateLimited { limit }) => Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "invite_rate_limited",
+            format!("this referrer has sent {limit} invites in the last day, the most allowed; nothing was stored"),
+        )),
         Err(CreateReferralError::Store(e)) => Err(e.into()),
     }
 }

@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 mod api_keys;
 mod clicks;
 mod customers;
+mod events;
 mod idempotency;
 pub mod outbox;
 mod participants;
@@ -24,6 +25,9 @@ pub mod testing;
 pub use api_keys::ApiKeyRecord;
 pub use clicks::{ClickRecord, ClickStats, NewClick};
 pub use customers::{AddedCustomers, NewCustomer};
+pub use events::{
+    ClickSeen, ConvertedEnrollment, ConvertedParticipant, FactOutcome, FactProspect, NewFact, RecordFactError,
+};
 pub use idempotency::IdempotencyClaim;
 pub use outbox::{MailPayload, OutboxItem, OutboxRetry, OutboxStatus};
 pub use participants::{
@@ -34,6 +38,7 @@ pub use referrals::{
     AttributionFacts, Consent, CreateReferralError, NewProspect, NewReferral, ReferralActionError, ReferralEvent,
     ReferralEventKind, ReferralFilter, ReferralRecord, ReviewDecision,
 };
+pub use referrals::{InviteMail, ReferralMail};
 
 /// Where the data lives.
 #[derive(Clone)]

@@ -60,19 +60,76 @@ pub enum MailPayload {
         program: String,
         code: String,
     },
+    /// To a prospect a referrer invited: the referrer's personal message, their
+    /// link, and a way to never be invited again.
+    Invite {
+        to: String,
+        /// The referrer's name.
+        referrer_name: String,
+        program: String,
+        /// The referrer's code: the link attributes the prospect.
+        code: String,
+        /// The referrer's own words, plain text (escaped wherever shown).
+        message: Option<String>,
+        /// The token of `{public_url}/unsubscribe/{token}`, made by the server.
+        unsubscribe_token: String,
+    },
+    /// To a referrer: the lead they handed over arrived and counts.
+    LeadReceived {
+        to: String,
+        /// The referrer's name.
+        name: String,
+        program: String,
+        /// The prospect as the referrer knows them (name, else email).
+        prospect: String,
+    },
+    /// To a referrer: staff moved their referral along the pipeline.
+    StageUpdate {
+        to: String,
+        /// The referrer's name.
+        name: String,
+        program: String,
+        prospect: String,
+        /// The stage reached (`contacted`, `won`, ...).
+        stage: String,
+    },
 }
 
 impl MailPayload {
     /// The recipient's address.
     pub fn to(&self) -> &str {
         match self {
-            Self::Welcome { to, .. } => to,
+            Self::Welcome { to, .. }
+            | Self::Invite { to, .. }
+            | Self::LeadReceived { to, .. }
+            | Self::StageUpdate { to, .. } => to,
         }
     }
 
     pub fn template(&self) -> &'static str {
         match self {
             Self::Welcome { .. } => "welcome",
+            Self::Invite { .. } => "invite",
+            Self::LeadReceived { .. } => "lead_received",
+            Self::StageUpdate { .. } => "stage_update",
+        }
+    }
+
+    /// The program's slug.
+    pub fn program(&self) -> &str {
+        match self {
+            Self::Welcome { program, .. }
+            | Self::Invite { program, .. }
+            | Self::LeadReceived { program, .. }
+            | Self::StageUpdate { program, .. } => program,
+        }
+    }
+
+    /// The recipient's display name, when known (an invited prospect has none).
+    pub fn recipient_name(&self) -> Option<&str> {
+        match self {
+            Self::Welcome { name, .. } | Self::LeadReceived { name, .. } | Self::StageUpdate { name, .. } => Some(name),
+            Self::Invite { .. } => None,
         }
     }
 }

@@ -21,6 +21,7 @@ use vouch_domain::referral::{
 };
 use vouch_domain::{Email, EnrollmentId, ParticipantId, ParticipantKind, ProgramId, ProgramVersionId, ReferralCode};
 
+use crate::outbox::MailPayload;
 use crate::{Result, Store, StoreError, micros, on_read, on_write, timestamp};
 
 /// The actor of what Vouch itself decides (the attribution decision).
@@ -66,6 +67,30 @@ pub struct Consent {
     pub at: Timestamp,
 }
 
+/// The email that goes with a new referral, written in its transaction when
+/// the referral holds the prospect (`active` or `in_review`): a rejected
+/// referral tells no one. The outbox row bears the referral's id.
+#[derive(Debug, Clone, Default)]
+pub enum ReferralMail {
+    #[default]
+    None,
+    /// Tell the referrer their lead arrived.
+    LeadReceived,
+    /// Send the prospect the referrer's invitation.
+    Invite(InviteMail),
+}
+
+/// An invitation's email, and the referrer's invitation allowance.
+#[derive(Debug, Clone)]
+pub struct InviteMail {
+    pub message: Option<String>,
+    pub unsubscribe_token: String,
+    /// At most this many invites (stored, rejected ones included) by the
+    /// referrer in the program since `since`, this one included.
+    pub limit: u32,
+    pub since: Timestamp,
+}
+
 /// What the store found for a new referral: everything attribution judges
 /// besides the program's rules, the source and the time, which the caller has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +114,9 @@ pub enum CreateReferralError {
     /// expired click): nothing is stored.
     #[error(transparent)]
     NotAttributable(NotAttributable),
+    /// The referrer sent their allowance of invites ([`InviteMail::limit`]): nothing is stored.
+    #[error("the referrer sent {limit} invites already in the period")]
+    RateLimited { limit: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -337,7 +365,7 @@ impl TryFrom<ReferralRow> for ReferralRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(crate) struct EventRow {
     id: Uuid,
     seq: i64,
     kind: String,
@@ -350,7 +378,8 @@ struct EventRow {
     recorded_at: i64,
 }
 
-const SELECT_EVENTS: &str = "SELECT id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at
+pub(crate) const SELECT_EVENTS: &str =
+    "SELECT id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at
      FROM referral_events WHERE referral_id = $1 ORDER BY seq";
 
 impl TryFrom<EventRow> for ReferralEvent {
@@ -411,7 +440,8 @@ const INSERT_REFERRAL: &str = "INSERT INTO referrals (id, program_id, program_ve
         $22, NULL, $23, $23)
      ON CONFLICT DO NOTHING";
 
-const INSERT_EVENT: &str = "INSERT INTO referral_events (id, referral_id, seq, kind, stage_from, stage_to, actor, note,
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO referral_events (id, referral_id, seq, kind, stage_from, stage_to, actor, note,
         data, occurred_at, recorded_at)
      VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM referral_events WHERE referral_id = $2), $3, $4, $5, $6,
         $7, $8, $9, $10)";
@@ -480,6 +510,20 @@ impl Store {
         new: &NewReferral,
         decide: impl Fn(&AttributionFacts) -> Result<Decision, NotAttributable>,
     ) -> Result<ReferralRecord, CreateReferralError> {
+        self.create_referral_with_mail(new, &ReferralMail::None, decide).await
+    }
+
+    /// [`Store::create_referral`], writing `mail`'s outbox row in the same
+    /// transaction when the referral holds the prospect. For an invite, the
+    /// referrer's allowance is checked in the transaction too (on Postgres under
+    /// the referrer's row lock, so concurrent invites cannot both squeeze in).
+    pub async fn create_referral_with_mail(
+        &self,
+        new: &NewReferral,
+        mail: &ReferralMail,
+        decide: impl Fn(&AttributionFacts) -> Result<Decision, NotAttributable>,
+    ) -> Result<ReferralRecord, CreateReferralError> {
+        let postgres = self.engine() == "postgres";
         let email_norm = new.prospect.email.as_ref().map(Email::normalized);
         let key = new.prospect.email.as_ref().map(person_key);
         let registry_match = self
@@ -499,6 +543,23 @@ impl Store {
             };
             let enrollment_id = row.enrollment_id;
             let referrer = row.into_referrer()?;
+            if let ReferralMail::Invite(invite) = mail {
+                if postgres {
+                    sqlx::query("SELECT id FROM participants WHERE id = $1 FOR UPDATE")
+                        .bind(referrer.participant.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let (sent,): (i64,) = sqlx::query_as(INVITES_SINCE)
+                    .bind(referrer.participant.0)
+                    .bind(new.program_id.0)
+                    .bind(micros(invite.since))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if sent >= i64::from(invite.limit) {
+                    return Err(CreateReferralError::RateLimited { limit: invite.limit });
+                }
+            }
             let known: Option<(Uuid, Option<String>)> = match &email_norm {
                 Some(norm) => sqlx::query_as("SELECT id, team FROM participants WHERE email_norm = $1")
                     .bind(norm)
@@ -584,6 +645,34 @@ impl Store {
                 new.note.as_deref(), created, new.now).await?;
             insert_event!(&mut *tx, new.id, ReferralEventKind::Decision, None::<Stage>, None::<Stage>, SYSTEM_ACTOR,
                 None::<&str>, decision_data(&decision), new.now).await?;
+            if decision.status.holds_prospect() && !matches!(mail, ReferralMail::None) {
+                let (name, email, slug): (String, String, String) = sqlx::query_as(REFERRER_AND_PROGRAM)
+                    .bind(facts.referrer.participant.0)
+                    .bind(new.program_id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let payload = match mail {
+                    ReferralMail::Invite(invite) => new.prospect.email.as_ref().map(|to| MailPayload::Invite {
+                        to: to.as_str().to_string(),
+                        referrer_name: name,
+                        program: slug,
+                        code: new.code.as_str().to_string(),
+                        message: invite.message.clone(),
+                        unsubscribe_token: invite.unsubscribe_token.clone(),
+                    }),
+                    ReferralMail::LeadReceived => Some(MailPayload::LeadReceived {
+                        to: email,
+                        name,
+                        program: slug,
+                        prospect: prospect_label(&new.prospect),
+                    }),
+                    ReferralMail::None => None,
+                };
+                if let Some(payload) = payload {
+                    let payload = serde_json::to_value(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    crate::outbox::enqueue!(&mut *tx, new.id.0, crate::outbox::EMAIL, &payload, new.now).await?;
+                }
+            }
             tx.commit().await?;
         });
         Ok(self.referral(new.id).await?)
@@ -661,9 +750,9 @@ impl Store {
             let mut tx = p.begin().await?;
             let touched: Option<(String,)> =
                 sqlx::query_as(TOUCH).bind(id.0).bind(micros(now)).fetch_optional(&mut *tx).await?;
-            if touched.is_none() {
+            let Some((status,)) = touched else {
                 return Err(ReferralActionError::NotFound);
-            }
+            };
             let rows: Vec<EventRow> = sqlx::query_as(SELECT_EVENTS).bind(id.0).fetch_all(&mut *tx).await?;
             let events = rows.into_iter().map(ReferralEvent::try_from).collect::<Result<Vec<_>>>()?;
             let (facts, mut moves) = stage_inputs(&events);
@@ -679,6 +768,24 @@ impl Store {
                 .bind(stage.as_str())
                 .execute(&mut *tx)
                 .await?;
+            // The referrer hears of each staff move on a referral that counts.
+            if Status::parse(&status).is_some_and(Status::holds_prospect) {
+                let row: StageMailRow = sqlx::query_as(STAGE_MAIL).bind(id.0).fetch_one(&mut *tx).await?;
+                let prospect = NewProspect {
+                    email: row.prospect_email.as_deref().and_then(|e| Email::parse(e).ok()),
+                    name: row.prospect_name,
+                    ..NewProspect::default()
+                };
+                let payload = MailPayload::StageUpdate {
+                    to: row.email,
+                    name: row.name,
+                    program: row.slug,
+                    prospect: prospect_label(&prospect),
+                    stage: to.as_str().to_string(),
+                };
+                let payload = serde_json::to_value(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                crate::outbox::enqueue!(&mut *tx, Uuid::now_v7(), crate::outbox::EMAIL, &payload, now).await?;
+            }
             tx.commit().await?;
         });
         Ok(self.referral(id).await?)
@@ -860,6 +967,38 @@ impl Store {
     }
 }
 
+/// The referrer's invites in a program since `$3` (rejected ones too).
+const INVITES_SINCE: &str = "SELECT COUNT(*) FROM referrals
+     WHERE participant_id = $1 AND program_id = $2 AND source = 'invite' AND created_at >= $3";
+
+/// The referrer's name and email, and the program's slug, for mail.
+const REFERRER_AND_PROGRAM: &str = "SELECT pa.name, pa.email, g.slug FROM participants pa, programs g
+     WHERE pa.id = $1 AND g.id = $2";
+
+#[derive(sqlx::FromRow)]
+struct StageMailRow {
+    name: String,
+    email: String,
+    slug: String,
+    prospect_email: Option<String>,
+    prospect_name: Option<String>,
+}
+
+const STAGE_MAIL: &str = "SELECT pa.name, pa.email, g.slug, r.prospect_email, r.prospect_name
+     FROM referrals r
+     JOIN participants pa ON pa.id = r.participant_id
+     JOIN programs g ON g.id = r.program_id
+     WHERE r.id = $1";
+
+/// The prospect as a referrer knows them: by name, else by email.
+fn prospect_label(p: &NewProspect) -> String {
+    match (&p.name, &p.email) {
+        (Some(name), _) => name.clone(),
+        (None, Some(email)) => email.as_str().to_string(),
+        (None, None) => p.external_id.clone().unwrap_or_else(|| "your contact".into()),
+    }
+}
+
 const FIND_HOLDER_ID: &str = "SELECT id FROM referrals
      WHERE program_id = $1 AND status IN ('active', 'in_review')
        AND (prospect_person_key = $2 OR prospect_external_id = $3)
@@ -869,7 +1008,7 @@ const FIND_HOLDER_ID: &str = "SELECT id FROM referrals
 type OverrideRow = (String, Option<String>, Uuid, Option<String>, Option<String>);
 
 /// The facts and staff moves of a timeline, as `derive_stage` takes them.
-fn stage_inputs(events: &[ReferralEvent]) -> (Vec<Fact>, Vec<StaffMove>) {
+pub(crate) fn stage_inputs(events: &[ReferralEvent]) -> (Vec<Fact>, Vec<StaffMove>) {
     let mut facts = Vec::new();
     let mut moves = Vec::new();
     for e in events {
@@ -879,6 +1018,9 @@ fn stage_inputs(events: &[ReferralEvent]) -> (Vec<Fact>, Vec<StaffMove>) {
                     facts.push(Fact::new(kind, e.occurred_at));
                 }
             }
+            // A stage change the facts caused (see `events`) records a
+            // derivation, not a staff move: replaying it would count it twice.
+            ReferralEventKind::Stage if e.data.get("derived").is_some() => {}
             ReferralEventKind::Stage => {
                 if let Some(to) = e.stage_to {
                     moves.push(StaffMove::new(to, e.occurred_at, u64::try_from(e.seq).unwrap_or(0)));

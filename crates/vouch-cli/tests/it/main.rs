@@ -1,6 +1,7 @@
 //! Tests of the `vouch` binary as operators run it: real processes, real databases.
 
 mod cli;
+mod demo;
 mod durability;
 mod import;
 mod jobs;

@@ -119,12 +119,10 @@ impl Mailer {
             .to()
             .parse::<lettre::Address>()
             .map_err(|e| Failure::permanent(format!("the recipient address is unusable: {e}")))?;
-        let name = match payload {
-            MailPayload::Welcome { name, .. } => name.clone(),
-        };
+        let name = payload.recipient_name().map(str::to_string);
         Message::builder()
             .from(from)
-            .to(Mailbox::new(Some(name), address))
+            .to(Mailbox::new(name, address))
             .subject(rendered.subject)
             .message_id(Some(format!("<{id}@{}>", self.0.host)))
             .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
@@ -282,9 +280,19 @@ async fn deliver_one(
         };
         delivery.template = payload.template().to_string();
         delivery.to = Some(payload.to().to_string());
-        let slug = match &payload {
-            MailPayload::Welcome { program, .. } => program.clone(),
-        };
+        // An invite still waiting when its address unsubscribed is not sent.
+        if let MailPayload::Invite { to, .. } = &payload {
+            let suppressed = match vouch_domain::Email::parse(to) {
+                Ok(email) => store.is_suppressed(&email).await,
+                Err(_) => Ok(false),
+            };
+            match suppressed {
+                Ok(false) => {}
+                Ok(true) => return Err(Failure::permanent("not sent: the address unsubscribed from invites")),
+                Err(e) => return Err(Failure::transient(format!("reading the suppression list: {e}"))),
+            }
+        }
+        let slug = payload.program().to_string();
         let program_name = match program_names.get(&slug) {
             Some(name) => name.clone(),
             None => {

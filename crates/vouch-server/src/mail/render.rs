@@ -37,8 +37,101 @@ struct WelcomeHtml<'a> {
     link: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/invite.txt")]
+struct InviteText<'a> {
+    referrer: &'a str,
+    program: &'a str,
+    message: Option<&'a str>,
+    link: &'a str,
+    unsubscribe: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/invite.html")]
+struct InviteHtml<'a> {
+    referrer: &'a str,
+    program: &'a str,
+    message: Option<&'a str>,
+    link: &'a str,
+    unsubscribe: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/lead_received.txt")]
+struct LeadReceivedText<'a> {
+    name: &'a str,
+    program: &'a str,
+    prospect: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/lead_received.html")]
+struct LeadReceivedHtml<'a> {
+    name: &'a str,
+    program: &'a str,
+    prospect: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/stage_update.txt")]
+struct StageUpdateText<'a> {
+    name: &'a str,
+    program: &'a str,
+    prospect: &'a str,
+    what: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/stage_update.html")]
+struct StageUpdateHtml<'a> {
+    name: &'a str,
+    program: &'a str,
+    prospect: &'a str,
+    what: &'a str,
+}
+
+/// What reaching a stage means, in a sentence for the referrer.
+fn stage_news(stage: &str) -> &'static str {
+    match stage {
+        "new" => "it is back at the start of our pipeline.",
+        "contacted" => "our team has contacted them.",
+        "qualified" => "they are a good fit, and our team is talking with them.",
+        "won" => "they became a customer. Thank you!",
+        "lost" => "it did not work out this time. Thank you all the same.",
+        "churned" => "they are no longer a customer.",
+        _ => "their referral moved on.",
+    }
+}
+
 pub fn render(payload: &MailPayload, ctx: &Context<'_>) -> Result<Rendered, askama::Error> {
     match payload {
+        MailPayload::Invite { referrer_name, code, message, unsubscribe_token, .. } => {
+            let link = format!("{}/r/{code}", ctx.public_url);
+            let unsubscribe = format!("{}/unsubscribe/{unsubscribe_token}", ctx.public_url);
+            let (referrer, program, message) = (referrer_name.as_str(), ctx.program_name, message.as_deref());
+            Ok(Rendered {
+                subject: format!("{referrer} invites you to {program}"),
+                text: InviteText { referrer, program, message, link: &link, unsubscribe: &unsubscribe }.render()?,
+                html: InviteHtml { referrer, program, message, link: &link, unsubscribe: &unsubscribe }.render()?,
+            })
+        }
+        MailPayload::LeadReceived { name, prospect, .. } => {
+            let program = ctx.program_name;
+            Ok(Rendered {
+                subject: format!("Your referral of {prospect} arrived"),
+                text: LeadReceivedText { name, program, prospect }.render()?,
+                html: LeadReceivedHtml { name, program, prospect }.render()?,
+            })
+        }
+        MailPayload::StageUpdate { name, prospect, stage, .. } => {
+            let (program, what) = (ctx.program_name, stage_news(stage));
+            Ok(Rendered {
+                subject: format!("Your referral of {prospect}: {stage}"),
+                text: StageUpdateText { name, program, prospect, what }.render()?,
+                html: StageUpdateHtml { name, program, prospect, what }.render()?,
+            })
+        }
         MailPayload::Welcome { name, code, .. } => {
             let link = format!("{}/r/{code}", ctx.public_url);
             let program = ctx.program_name;
@@ -73,6 +166,32 @@ mod tests {
         assert!(m.text.contains("https://refer.example.com/r/ADA1"), "{}", m.text);
         assert!(m.html.contains(r#"<a href="https://refer.example.com/r/ADA1">"#), "{}", m.html);
         assert_eq!(m.subject, "Welcome to Credit & <Co>: your referral link");
+    }
+
+    fn invite(message: Option<&str>) -> Rendered {
+        let payload = MailPayload::Invite {
+            to: "bob@example.com".into(),
+            referrer_name: "Ada".into(),
+            program: "customer-credit".into(),
+            code: "ADA1".into(),
+            message: message.map(str::to_string),
+            unsubscribe_token: "abc.def".into(),
+        };
+        render(&payload, &Context { public_url: "https://refer.example.com", program_name: "Credit" }).expect("render")
+    }
+
+    #[test]
+    fn an_invite_carries_the_message_the_link_and_the_unsubscribe_link() {
+        let m = invite(Some("Try it, <b>really</b> <script>alert(1)</script>"));
+        assert_eq!(m.subject, "Ada invites you to Credit");
+        assert!(m.text.contains("Try it, <b>really</b> <script>alert(1)</script>"), "{}", m.text);
+        assert!(m.text.contains("https://refer.example.com/r/ADA1"), "{}", m.text);
+        assert!(m.text.contains("https://refer.example.com/unsubscribe/abc.def"), "{}", m.text);
+        assert!(!m.html.contains("<script>") && !m.html.contains("<b>really"), "{}", m.html);
+        assert!(m.html.contains("&#60;b&#62;really") || m.html.contains("&lt;b&gt;really"), "{}", m.html);
+        assert!(m.html.contains(r#"<a href="https://refer.example.com/unsubscribe/abc.def">"#), "{}", m.html);
+        let bare = invite(None);
+        assert!(!bare.text.contains("writes:"), "{}", bare.text);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn router(state: AppState) -> Router {
         .route("/codes/{code}/clicks", get(api::codes::list_clicks))
         .route("/codes/{code}/revoke", post(api::codes::revoke_code))
         .route("/customers", post(api::customers::add_customers))
+        .route("/events", post(api::events::post_event))
         .route("/programs/{slug}/leads", post(api::referrals::submit_lead))
+        .route("/programs/{slug}/invites", post(api::invites::send_invite))
         .route("/referrals", get(api::referrals::list_referrals).post(api::referrals::create_referral))
         .route("/referrals/{id}", get(api::referrals::get_referral).patch(api::referrals::patch_referral))
         .route("/referrals/{id}/stage", post(api::referrals::move_stage))
@@ -48,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(crate::openapi::get_openapi))
         .route("/dev/mailbox", get(crate::mail::page::show_mailbox))
+        .route(
+            "/unsubscribe/{token}",
+            get(crate::unsubscribe::show_unsubscribe).post(crate::unsubscribe::confirm_unsubscribe),
+        )
         .route("/dev/mailbox/{file}", get(crate::mail::page::show_message))
         .nest("/api/v1", api)
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -4,8 +4,10 @@
 
 mod api;
 mod customers;
+mod events;
 mod helpers;
 mod idempotency;
+mod invites;
 mod mail;
 mod openapi;
 mod redirect;

@@ -1,5 +1,7 @@
 pub mod codes;
 pub mod customers;
+pub mod events;
+pub mod invites;
 pub mod participants;
 pub mod programs;
 pub mod referrals;

@@ -18,7 +18,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldProblem};
 use crate::json::ApiJson;
-use crate::refer::{Submission, refer};
+use crate::refer::{Submission, refer, refer_with_mail};
+use vouch_store::ReferralMail;
 
 /// A note (on a lead, a stage move) or a reason (override, review): at most this many characters.
 pub const MAX_NOTE: usize = 2000;
@@ -262,7 +263,7 @@ struct TimelineEntry {
 }
 
 impl ReferralBody {
-    fn new(r: ReferralRecord, detailed: bool) -> Self {
+    pub(crate) fn new(r: ReferralRecord, detailed: bool) -> Self {
         let attribution = detailed
             .then(|| r.timeline.iter().find(|e| e.kind == ReferralEventKind::Decision).map(|e| e.data.clone()))
             .flatten()
@@ -342,7 +343,8 @@ pub async fn submit_lead(
     let now = state.clock.now();
     let submission = body.parse(caller.actor(), now)?;
     let program = super::programs::program_by_slug(&state, &slug).await?;
-    let record = refer(&state.store, &program, submission, now).await?;
+    // The referrer hears that their lead arrived (when it counts).
+    let record = refer_with_mail(&state.store, &program, submission, ReferralMail::LeadReceived, now).await?;
     Ok((StatusCode::CREATED, Json(ReferralBody::new(record, true))))
 }
 

@@ -1,0 +1,446 @@
+//! Facts from the company's backend (`POST /api/v1/events`).
+//!
+//! [`Store::record_fact`] does everything one fact causes in one write
+//! transaction: it takes the referral's row lock (Postgres; SQLite has one
+//! writer), stores the fact unless it was seen before — by the sender's
+//! `event_id` in the program, or, without one, as the same kind at the same
+//! instant for the same referral (both unique indexes, so two replicas handling
+//! one fact at once store it once) — adds a `fact` event to the referral's
+//! timeline, derives the stage again from every fact and staff move in the order
+//! they happened, stores it (with a `stage` event marked `derived` when it
+//! changed) and, when the referral has just been won in a program that enrolls
+//! converted customers, enrolls the new customer with their own code and queues
+//! their welcome email.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use vouch_domain::participant::ParticipantStatus;
+use vouch_domain::program::ProgramDefinition;
+use vouch_domain::referral::{FactKind, ReferralId, Stage, Status, derive_stage};
+use vouch_domain::{ClickId, Email, EnrollmentId, ParticipantId, ParticipantKind, ProgramId, ReferralCode};
+
+use crate::referrals::{EventRow, INSERT_EVENT, ReferralEvent, ReferralEventKind, SELECT_EVENTS, stage_inputs};
+use crate::{Result, Store, StoreError, micros, on_read, on_write, timestamp};
+
+/// A fact to record. Ids and times are the caller's.
+#[derive(Debug, Clone)]
+pub struct NewFact {
+    pub id: Uuid,
+    pub program_id: ProgramId,
+    pub kind: FactKind,
+    pub occurred_at: Timestamp,
+    pub event_id: Option<String>,
+    /// The referral named by the sender (or just created for this `signup`).
+    pub referral_id: Option<ReferralId>,
+    pub prospect: FactProspect,
+    pub units: Option<i64>,
+    /// (minor units, currency code)
+    pub value: Option<(i64, String)>,
+    /// `YYYY-MM-DD`
+    pub contract_date: Option<String>,
+    /// The request as received.
+    pub raw: Value,
+    pub actor: String,
+    pub now: Timestamp,
+}
+
+/// How a fact names its prospect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactProspect {
+    /// Lower-case, as the registry compares.
+    pub email_norm: Option<String>,
+    /// The same person however they spell their address (`person_key`).
+    pub person_key: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// The enrollment of a referred customer who converts: ids and a fresh code
+/// minted by the caller, used only if this fact wins the referral and the
+/// program version the referral is judged by says `enroll_converted`.
+#[derive(Debug, Clone)]
+pub struct ConvertedEnrollment {
+    pub participant_id: ParticipantId,
+    pub enrollment_id: EnrollmentId,
+    pub code: ReferralCode,
+    /// The program's slug, for the welcome email.
+    pub program_slug: String,
+}
+
+/// A referred customer enrolled by the viral loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertedParticipant {
+    pub participant_id: ParticipantId,
+    pub enrollment_id: EnrollmentId,
+    pub code: ReferralCode,
+    /// False when they were enrolled in the program already.
+    pub created: bool,
+}
+
+/// What recording a fact did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactOutcome {
+    Recorded {
+        fact_id: Uuid,
+        referral_id: Option<ReferralId>,
+        /// The referral's stage before and after (`None` without a referral).
+        stage_before: Option<Stage>,
+        stage_after: Option<Stage>,
+        referral_status: Option<Status>,
+        converted: Option<ConvertedParticipant>,
+    },
+    /// Seen before: nothing changed.
+    Duplicate { original: Uuid, referral_id: Option<ReferralId>, stage: Option<Stage> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordFactError {
+    /// The `referral_id` given names no referral of this program.
+    #[error("no such referral in this program")]
+    UnknownReferral,
+    /// The freshly minted code of a converted customer is taken: mint another.
+    #[error("the new participant's code is taken")]
+    CodeTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RecordFactError {
+    fn from(e: sqlx::Error) -> Self {
+        RecordFactError::Store(StoreError::classify(e))
+    }
+}
+
+/// A stored click, as a `signup` with a click id needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickSeen {
+    pub occurred_at: Timestamp,
+    pub ip_hash: Option<String>,
+}
+
+/// The referral holding a prospect: by external id first, then by the person.
+const FIND_HOLDER_BY_EXTERNAL_ID: &str = "SELECT id FROM referrals
+     WHERE program_id = $1 AND status IN ('active', 'in_review') AND prospect_external_id = $2
+     ORDER BY created_at, id LIMIT 1";
+const FIND_HOLDER_BY_PERSON: &str = "SELECT id FROM referrals
+     WHERE program_id = $1 AND status IN ('active', 'in_review') AND prospect_person_key = $2
+     ORDER BY created_at, id LIMIT 1";
+
+const INSERT_FACT: &str = "INSERT INTO facts (id, program_id, referral_id, type, occurred_at, recorded_at, event_id,
+        prospect_email_norm, prospect_external_id, units, value_minor, value_currency, contract_date, raw)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+     ON CONFLICT DO NOTHING";
+
+/// The fact a duplicate repeats: the same sender id, or the same kind at the
+/// same instant for the same referral.
+const FIND_ORIGINAL: &str = "SELECT id, referral_id FROM facts
+     WHERE program_id = $1
+       AND ((event_id IS NOT NULL AND event_id = $2)
+         OR ($2 IS NULL AND event_id IS NULL AND referral_id = $3 AND type = $4 AND occurred_at = $5))
+     ORDER BY recorded_at, id LIMIT 1";
+
+/// Locks the referral's row (Postgres) for the rest of the transaction.
+const LOCK_REFERRAL: &str = "UPDATE referrals SET updated_at = $3 WHERE id = $1 AND program_id = $2
+     RETURNING stage, status, prospect_email, prospect_name";
+
+/// stage, status, prospect_email, prospect_name
+type LockedRow = (String, String, Option<String>, Option<String>);
+
+macro_rules! find_holder {
+    ($exec:expr, $program:expr, $prospect:expr) => {
+        async {
+            if let Some(ext) = $prospect.external_id.as_deref() {
+                let found: Option<(Uuid,)> = sqlx::query_as(FIND_HOLDER_BY_EXTERNAL_ID)
+                    .bind($program.0)
+                    .bind(ext)
+                    .fetch_optional(&mut *$exec)
+                    .await?;
+                if let Some((id,)) = found {
+                    return Ok::<_, sqlx::Error>(Some(ReferralId(id)));
+                }
+            }
+            if let Some(key) = $prospect.person_key.as_deref() {
+                let found: Option<(Uuid,)> = sqlx::query_as(FIND_HOLDER_BY_PERSON)
+                    .bind($program.0)
+                    .bind(key)
+                    .fetch_optional(&mut *$exec)
+                    .await?;
+                return Ok(found.map(|(id,)| ReferralId(id)));
+            }
+            Ok(None)
+        }
+    };
+}
+
+impl Store {
+    /// The referral holding the prospect in the program (`active` or
+    /// `in_review`), by external id, else by the person behind the email.
+    pub async fn fact_holder(&self, program: ProgramId, prospect: &FactProspect) -> Result<Option<ReferralId>> {
+        on_read!(self, p => {
+            let mut conn = p.acquire().await?;
+            Ok(find_holder!(conn, program, prospect).await?)
+        })
+    }
+
+    /// Whether a fact with this sender id was recorded in the program already.
+    pub async fn fact_by_event_id(&self, program: ProgramId, event_id: &str) -> Result<Option<Uuid>> {
+        let found: Option<(Uuid,)> = on_read!(self, p => sqlx::query_as(
+            "SELECT id FROM facts WHERE program_id = $1 AND event_id = $2",
+        )
+        .bind(program.0)
+        .bind(event_id)
+        .fetch_optional(p)
+        .await?);
+        Ok(found.map(|(id,)| id))
+    }
+
+    /// A stored click of `code`, by its id (what a `vclid` names).
+    pub async fn click_seen(&self, code: &ReferralCode, id: ClickId) -> Result<Option<ClickSeen>> {
+        let row: Option<(i64, Option<String>)> = on_read!(self, p => sqlx::query_as(
+            "SELECT occurred_at, ip_hash FROM clicks WHERE code = $1 AND id = $2",
+        )
+        .bind(code.as_str())
+        .bind(id.0)
+        .fetch_optional(p)
+        .await?);
+        row.map(|(at, ip_hash)| Ok(ClickSeen { occurred_at: timestamp(at)?, ip_hash })).transpose()
+    }
+
+    /// Facts stored in a program (for tests and "nothing was stored" checks).
+    pub async fn count_facts(&self) -> Result<i64> {
+        let (n,): (i64,) = on_read!(self, p => sqlx::query_as("SELECT COUNT(*) FROM facts").fetch_one(p).await?);
+        Ok(n)
+    }
+
+    /// Records one fact and everything it causes, in one transaction (see the
+    /// module's documentation). `convert` is the enrollment to make should this
+    /// fact win the referral.
+    pub async fn record_fact(
+        &self,
+        new: &NewFact,
+        convert: Option<&ConvertedEnrollment>,
+    ) -> std::result::Result<FactOutcome, RecordFactError> {
+        on_write!(self, p => {
+            let mut tx = p.begin().await?;
+            let referral = match new.referral_id {
+                Some(id) => Some(id),
+                None => find_holder!(tx, new.program_id, new.prospect).await?,
+            };
+            let locked: Option<LockedRow> = match referral {
+                Some(id) => {
+                    let row: Option<LockedRow> = sqlx::query_as(LOCK_REFERRAL)
+                        .bind(id.0)
+                        .bind(new.program_id.0)
+                        .bind(micros(new.now))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if row.is_none() {
+                        return Err(RecordFactError::UnknownReferral);
+                    }
+                    row
+                }
+                None => None,
+            };
+            let inserted = sqlx::query(INSERT_FACT)
+                .bind(new.id)
+                .bind(new.program_id.0)
+                .bind(referral.map(|r| r.0))
+                .bind(new.kind.as_str())
+                .bind(micros(new.occurred_at))
+                .bind(micros(new.now))
+                .bind(new.event_id.as_deref())
+                .bind(new.prospect.email_norm.as_deref())
+                .bind(new.prospect.external_id.as_deref())
+                .bind(new.units)
+                .bind(new.value.as_ref().map(|v| v.0))
+                .bind(new.value.as_ref().map(|v| v.1.as_str()))
+                .bind(new.contract_date.as_deref())
+                .bind(new.raw.to_string())
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                let original: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(FIND_ORIGINAL)
+                    .bind(new.program_id.0)
+                    .bind(new.event_id.as_deref())
+                    .bind(referral.map(|r| r.0))
+                    .bind(new.kind.as_str())
+                    .bind(micros(new.occurred_at))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (original, original_referral) =
+                    original.ok_or_else(|| StoreError::Corrupt(format!("fact {}: duplicate of nothing", new.id)))?;
+                let original_referral = original_referral.map(ReferralId);
+                let stage: Option<(String,)> = match original_referral {
+                    Some(r) => sqlx::query_as("SELECT stage FROM referrals WHERE id = $1")
+                        .bind(r.0)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    None => None,
+                };
+                tx.rollback().await?;
+                return Ok(FactOutcome::Duplicate {
+                    original,
+                    referral_id: original_referral,
+                    stage: stage.and_then(|(s,)| Stage::parse(&s)),
+                });
+            }
+            let (Some(referral), Some((stored_stage, status, email, name))) = (referral, locked) else {
+                tx.commit().await?;
+                return Ok(FactOutcome::Recorded {
+                    fact_id: new.id,
+                    referral_id: None,
+                    stage_before: None,
+                    stage_after: None,
+                    referral_status: None,
+                    converted: None,
+                });
+            };
+            let corrupt = |what: &str| StoreError::Corrupt(format!("referral {referral}: {what}"));
+            let before = Stage::parse(&stored_stage).ok_or_else(|| corrupt("stage"))?;
+            let status = Status::parse(&status).ok_or_else(|| corrupt("status"))?;
+            let data = json!({
+                "fact": new.kind.as_str(), "fact_id": new.id.to_string(), "event_id": new.event_id,
+                "units": new.units, "contract_date": new.contract_date,
+                "value": new.value.as_ref().map(|(minor, currency)| json!({"amount_minor": minor, "currency": currency})),
+            });
+            sqlx::query(INSERT_EVENT)
+                .bind(Uuid::now_v7())
+                .bind(referral.0)
+                .bind(ReferralEventKind::Fact.as_str())
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(&new.actor)
+                .bind(None::<&str>)
+                .bind(data.to_string())
+                .bind(micros(new.occurred_at))
+                .bind(micros(new.now))
+                .execute(&mut *tx)
+                .await?;
+            let rows: Vec<EventRow> = sqlx::query_as(SELECT_EVENTS).bind(referral.0).fetch_all(&mut *tx).await?;
+            let events = rows.into_iter().map(ReferralEvent::try_from).collect::<Result<Vec<_>>>()?;
+            let (facts, moves) = stage_inputs(&events);
+            let after = derive_stage(&facts, &moves);
+            let mut converted = None;
+            if after != before {
+                sqlx::query("UPDATE referrals SET stage = $2 WHERE id = $1")
+                    .bind(referral.0)
+                    .bind(after.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let data = json!({"derived": true, "fact": new.kind.as_str(), "fact_id": new.id.to_string()});
+                sqlx::query(INSERT_EVENT)
+                    .bind(Uuid::now_v7())
+                    .bind(referral.0)
+                    .bind(ReferralEventKind::Stage.as_str())
+                    .bind(Some(before.as_str()))
+                    .bind(Some(after.as_str()))
+                    .bind(crate::referrals::SYSTEM_ACTOR)
+                    .bind(None::<&str>)
+                    .bind(data.to_string())
+                    .bind(micros(new.now))
+                    .bind(micros(new.now))
+                    .execute(&mut *tx)
+                    .await?;
+                // The viral loop: a referred customer who converts becomes a
+                // referrer, when the version the referral is judged by says so.
+                let definition = match (after, status, convert, &email) {
+                    (Stage::Won, Status::Active, Some(_), Some(_)) => {
+                        let (definition,): (String,) = sqlx::query_as(
+                            "SELECT v.definition FROM referrals r
+                             JOIN program_versions v ON v.id = r.program_version_id WHERE r.id = $1",
+                        )
+                        .bind(referral.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let definition: ProgramDefinition = serde_json::from_str(&definition)
+                            .map_err(|e| corrupt(&format!("program version: {e}")))?;
+                        Some(definition).filter(ProgramDefinition::enroll_converted)
+                    }
+                    _ => None,
+                };
+                if let (Some(definition), Some(convert), Some(email)) = (definition, convert, email) {
+                    let email_norm = Email::parse(&email).map_err(|_| corrupt("email"))?.normalized();
+                    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+                    // A new participant is a `customer`, if the program takes customers.
+                    if definition.is_eligible(ParticipantKind::Customer) {
+                        sqlx::query(
+                            "INSERT INTO participants (id, email, email_norm, name, kind, team, company, status,
+                                created_at)
+                             VALUES ($1, $2, $3, $4, 'customer', NULL, NULL, 'active', $5)
+                             ON CONFLICT (email_norm) DO NOTHING",
+                        )
+                        .bind(convert.participant_id.0)
+                        .bind(&email)
+                        .bind(&email_norm)
+                        .bind(&name)
+                        .bind(micros(new.now))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let known: Option<(Uuid, String, String)> =
+                        sqlx::query_as("SELECT id, kind, status FROM participants WHERE email_norm = $1")
+                            .bind(&email_norm)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let (participant_id, kind, pstatus) = known.unwrap_or_default();
+                    let eligible = ParticipantKind::parse(&kind).is_some_and(|k| definition.is_eligible(k));
+                    if eligible && ParticipantStatus::parse(&pstatus) == Some(ParticipantStatus::Active) {
+                        let enrolled = sqlx::query(
+                            "INSERT INTO enrollments (id, program_id, participant_id, created_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (program_id, participant_id) DO NOTHING",
+                        )
+                        .bind(convert.enrollment_id.0)
+                        .bind(new.program_id.0)
+                        .bind(participant_id)
+                        .bind(micros(new.now))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if enrolled {
+                            let code = sqlx::query(
+                                "INSERT INTO codes (code, enrollment_id, vanity, status, created_at)
+                                 VALUES ($1, $2, FALSE, 'active', $3)",
+                            )
+                            .bind(convert.code.as_str())
+                            .bind(convert.enrollment_id.0)
+                            .bind(micros(new.now))
+                            .execute(&mut *tx)
+                            .await;
+                            match code.map_err(StoreError::classify) {
+                                Err(e) if e.is_conflict_on("codes") => return Err(RecordFactError::CodeTaken),
+                                other => other?,
+                            };
+                            // Their own link, in this transaction; one per enrollment (it bears its id).
+                            let welcome = crate::outbox::MailPayload::Welcome {
+                                to: email.clone(),
+                                name: name.clone(),
+                                program: convert.program_slug.clone(),
+                                code: convert.code.as_str().to_string(),
+                            };
+                            let payload =
+                                serde_json::to_value(&welcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            crate::outbox::enqueue!(&mut *tx, convert.enrollment_id.0, crate::outbox::EMAIL, &payload,
+                                new.now).await?;
+                            converted = Some(ConvertedParticipant {
+                                participant_id: ParticipantId(participant_id),
+                                enrollment_id: convert.enrollment_id,
+                                code: convert.code.clone(),
+                                created: true,
+                            });
+                        }
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(FactOutcome::Recorded {
+                fact_id: new.id,
+                referral_id: Some(referral),
+                stage_before: Some(before),
+                stage_after: Some(after),
+                referral_status: Some(status),
+                converted,
+            })
+        })
+    }
+}
