@@ -116,11 +116,15 @@ impl Served {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Vouch is serving on http://") {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let addr = line
+                    .strip_prefix("Vouch is serving on http://")
+                    .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string());
+                // Recorded before the address is announced, so a caller that
+                // reads `output()` right after `start` sees the serving line.
+                seen.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                seen.lock().unwrap().push(line);
             }
         });
         let mut served = Served { child, addr: ([0, 0, 0, 0], 0).into(), lines };
