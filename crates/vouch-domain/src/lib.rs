@@ -13,6 +13,7 @@ pub mod money;
 pub mod participant;
 pub mod program;
 pub mod referral;
+pub mod reward;
 
 pub use code::ReferralCode;
 pub use email::Email;
