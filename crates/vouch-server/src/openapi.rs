@@ -41,6 +41,8 @@ pub struct Problem {
         api::referrals::patch_referral,
         api::referrals::override_referral,
         api::referrals::review_referral,
+        api::rewards::list_rewards,
+        api::rewards::get_reward,
         api::customers::add_customers,
         api::events::post_event,
     ),

@@ -321,6 +321,14 @@ impl Store {
             let (facts, moves) = stage_inputs(&events);
             let after = derive_stage(&facts, &moves);
             let mut converted = None;
+            // The rewards of a won referral, judged by the version it was created
+            // under; a repeated `won` finds them made already and changes nothing.
+            let won_now = after != before || new.kind == FactKind::Won;
+            let _awarded = if after == Stage::Won && status == Status::Active && won_now {
+                Some(crate::rewards::award_won!(tx, referral, None, &new.actor, new.now).await?)
+            } else {
+                None
+            };
             if after != before {
                 sqlx::query("UPDATE referrals SET stage = $2 WHERE id = $1")
                     .bind(referral.0)

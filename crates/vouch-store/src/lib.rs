@@ -20,6 +20,7 @@ pub mod outbox;
 mod participants;
 mod programs;
 pub mod referrals;
+pub mod rewards;
 pub mod testing;
 
 pub use api_keys::ApiKeyRecord;
@@ -39,6 +40,7 @@ pub use referrals::{
     ReferralEventKind, ReferralFilter, ReferralRecord, ReviewDecision,
 };
 pub use referrals::{InviteMail, ReferralMail};
+pub use rewards::{Awarded, RewardFilter, RewardRecord, RewardStatus, SupplyUnitsError};
 
 /// Where the data lives.
 #[derive(Clone)]

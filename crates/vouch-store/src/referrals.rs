@@ -256,6 +256,8 @@ pub struct ReferralRecord {
     pub assignee: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// A `won` lacked the units a per-unit rule needs; staff send them with `PATCH`.
+    pub units_missing: bool,
     /// Oldest first; empty in listings.
     pub timeline: Vec<ReferralEvent>,
 }
@@ -303,12 +305,14 @@ struct ReferralRow {
     assignee: Option<String>,
     created_at: i64,
     updated_at: i64,
+    units_missing: bool,
 }
 
 const SELECT_REFERRALS: &str = "SELECT r.id, r.program_id, g.slug, r.program_version_id, v.version, r.enrollment_id,
         r.participant_id, r.code, r.source, r.prospect_email, r.prospect_name, r.prospect_company, r.prospect_phone,
         r.prospect_external_id, r.consent_text, r.consent_at, r.note, r.stage, r.status, r.rejection_reason,
-        r.review_signals, r.holder_referral_id, r.explanation, r.assignee, r.created_at, r.updated_at
+        r.review_signals, r.holder_referral_id, r.explanation, r.assignee, r.created_at, r.updated_at,
+        r.units_missing
      FROM referrals r
      JOIN programs g ON g.id = r.program_id
      JOIN program_versions v ON v.id = r.program_version_id";
@@ -359,6 +363,7 @@ impl TryFrom<ReferralRow> for ReferralRecord {
             assignee: r.assignee,
             created_at: timestamp(r.created_at)?,
             updated_at: timestamp(r.updated_at)?,
+            units_missing: r.units_missing,
             timeline: Vec::new(),
         })
     }
@@ -768,6 +773,10 @@ impl Store {
                 .bind(stage.as_str())
                 .execute(&mut *tx)
                 .await?;
+            // A staff move to `won` counts like a `won` fact: the rewards follow.
+            if stage == Stage::Won && Status::parse(&status) == Some(Status::Active) {
+                crate::rewards::award_won!(tx, id, None, actor, now).await?;
+            }
             // The referrer hears of each staff move on a referral that counts.
             if Status::parse(&status).is_some_and(Status::holds_prospect) {
                 let row: StageMailRow = sqlx::query_as(STAGE_MAIL).bind(id.0).fetch_one(&mut *tx).await?;

@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/referrals/{id}/stage", post(api::referrals::move_stage))
         .route("/referrals/{id}/override", post(api::referrals::override_referral))
         .route("/referrals/{id}/review", post(api::referrals::review_referral))
+        .route("/rewards", get(api::rewards::list_rewards))
+        .route("/rewards/{id}", get(api::rewards::get_reward))
         .fallback(api::unknown_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         // The redirect has its own, much shorter deadline (the click deadline),

@@ -12,4 +12,5 @@ mod mail;
 mod openapi;
 mod redirect;
 mod referrals;
+mod rewards;
 mod smtp;

@@ -25,6 +25,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/referrals/{id}/stage"),
     ("post", "/api/v1/referrals/{id}/override"),
     ("post", "/api/v1/referrals/{id}/review"),
+    ("get", "/api/v1/rewards"),
+    ("get", "/api/v1/rewards/{id}"),
 ];
 
 #[tokio::test]

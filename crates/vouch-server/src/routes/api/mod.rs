@@ -5,6 +5,7 @@ pub mod invites;
 pub mod participants;
 pub mod programs;
 pub mod referrals;
+pub mod rewards;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;

@@ -213,6 +213,8 @@ pub struct ReferralBody {
     /// Why the referral has its status now (after overrides and reviews too).
     explanation: String,
     assignee: Option<String>,
+    /// A `won` lacked the units a per-unit rule needs: send them with `PATCH {units}`.
+    units_missing: bool,
     created_at: String,
     updated_at: String,
     /// The decision taken when the referral was created (one referral only).
@@ -317,6 +319,7 @@ impl ReferralBody {
             holder_referral_id: r.holder.map(|h| h.to_string()),
             explanation: r.explanation,
             assignee: r.assignee,
+            units_missing: r.units_missing,
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
             attribution,
@@ -546,13 +549,16 @@ pub struct PatchReferralBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     assignee: Option<Option<String>>,
+    /// The units (technicians, seats) of a `won` that lacked them; accepted only
+    /// while the referral is `units_missing`, and creates the rewards that waited.
+    units: Option<i64>,
 }
 
-/// Change a referral's assignee.
+/// Change a referral's assignee, or send the units its `won` lacked.
 #[utoipa::path(patch, path = "/api/v1/referrals/{id}", tag = "referrals", params(("id" = String, Path)),
     request_body = PatchReferralBody,
     responses((status = 200, body = ReferralBody), (status = 404, body = crate::openapi::Problem),
-        (status = 422, body = crate::openapi::Problem)))]
+        (status = 409, body = crate::openapi::Problem), (status = 422, body = crate::openapi::Problem)))]
 pub async fn patch_referral(
     State(state): State<AppState>,
     caller: Caller,
@@ -561,6 +567,9 @@ pub async fn patch_referral(
 ) -> Result<Json<ReferralBody>, ApiError> {
     caller.require(Area::Referrals, true)?;
     let id = referral_id(&raw)?;
+    if let Some(units) = body.units {
+        super::rewards::supply_units(&state, id, &raw, units, &caller.actor()).await?;
+    }
     let Some(assignee) = body.assignee else {
         let record = state.store.referral(id).await.map_err(|e| action_error(e.into(), &raw))?;
         return Ok(Json(ReferralBody::new(record, true)));

@@ -1,0 +1,190 @@
+//! Rewards: the ledger's entries, listed and one by one, and the units staff send
+//! for a `won` that lacked them (through `PATCH /api/v1/referrals/{id}`).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use vouch_domain::ParticipantId;
+use vouch_domain::api_key::Area;
+use vouch_domain::referral::ReferralId;
+use vouch_store::{RewardFilter, RewardRecord, RewardStatus, SupplyUnitsError};
+
+use super::{ApiPath, Page, rfc3339};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Money: integer minor units and an ISO 4217 currency.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MoneyBody {
+    amount_minor: i64,
+    currency: &'static str,
+}
+
+/// What one beneficiary earns from one referral under one rule.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RewardBody {
+    id: String,
+    referral_id: String,
+    program_version_id: String,
+    /// The rule of the program version that computed it.
+    rule: String,
+    /// referrer or referee
+    beneficiary: String,
+    /// The referrer's participant id (none for a referee).
+    participant_id: Option<String>,
+    /// Which occurrence of the rule's trigger earned it (`won`, `qualified`, a payment's fact id).
+    occurrence: String,
+    /// credit, gift_card, cash, plan_upgrade or custom
+    kind: String,
+    amount: MoneyBody,
+    /// For a plan upgrade: the plan and the number of months.
+    plan: Option<String>,
+    months: Option<i64>,
+    /// For a per-unit reward: the units it pays for.
+    units: Option<i64>,
+    /// pending, approved, paid or voided
+    status: &'static str,
+    void_reason: Option<String>,
+    /// When the hold ends (a pending reward on hold).
+    release_at: Option<String>,
+    /// How it was computed, in one sentence.
+    explanation: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl RewardBody {
+    fn new(r: RewardRecord) -> Self {
+        RewardBody {
+            id: r.id.to_string(),
+            referral_id: r.referral_id.to_string(),
+            program_version_id: r.program_version_id.to_string(),
+            rule: r.rule_id,
+            beneficiary: r.beneficiary,
+            participant_id: r.participant_id.map(|p| p.to_string()),
+            occurrence: r.occurrence,
+            kind: r.kind,
+            amount: MoneyBody { amount_minor: r.amount.amount_minor, currency: r.amount.currency.code() },
+            plan: r.plan,
+            months: r.months,
+            units: r.units,
+            status: r.status.as_str(),
+            void_reason: r.void_reason,
+            release_at: r.release_at.map(rfc3339),
+            explanation: r.explanation,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RewardsQuery {
+    /// A referral's id.
+    referral: Option<String>,
+    /// The beneficiary's participant id.
+    participant: Option<String>,
+    /// pending, approved, paid or voided
+    status: Option<String>,
+    cursor: Option<String>,
+    /// 1 to 500, 50 by default.
+    limit: Option<u32>,
+}
+
+/// Rewards, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/rewards", tag = "rewards", params(RewardsQuery),
+    responses((status = 200, body = Page<RewardBody>), (status = 422, body = crate::openapi::Problem)))]
+pub async fn list_rewards(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<RewardsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<RewardBody>>, ApiError> {
+    caller.require(Area::Rewards, false)?;
+    let Query(q) = query.map_err(|e| ApiError::field("invalid_query", "", e.body_text()))?;
+    let bad = |pointer: &str, detail: String| ApiError::field("invalid_query", pointer, detail);
+    let referral = q
+        .referral
+        .as_deref()
+        .map(|r| ReferralId::parse(r).ok_or_else(|| bad("/referral", format!("`{r}` is not a referral id"))))
+        .transpose()?;
+    let participant = q
+        .participant
+        .as_deref()
+        .map(|p| ParticipantId::parse(p).ok_or_else(|| bad("/participant", format!("`{p}` is not a participant id"))))
+        .transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            RewardStatus::parse(s).ok_or_else(|| {
+                let all = RewardStatus::ALL.map(RewardStatus::as_str).join(", ");
+                bad("/status", format!("`{s}` is not one of {all}"))
+            })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(bad("/limit", "limit is between 1 and 500".into()));
+    }
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| Uuid::parse_str(c).map_err(|_| bad("/cursor", "not a cursor from a previous page".into())))
+        .transpose()?;
+    let filter = RewardFilter { referral, participant, status };
+    let records = state.store.rewards(&filter, before, limit).await?;
+    let next_cursor = (records.len() == limit as usize).then(|| records.last().map(|r| r.id.to_string())).flatten();
+    Ok(Json(Page { items: records.into_iter().map(RewardBody::new).collect(), next_cursor }))
+}
+
+/// One reward with its computation.
+#[utoipa::path(get, path = "/api/v1/rewards/{id}", tag = "rewards", params(("id" = String, Path)),
+    responses((status = 200, body = RewardBody), (status = 404, body = crate::openapi::Problem)))]
+pub async fn get_reward(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath,
+) -> Result<Json<RewardBody>, ApiError> {
+    caller.require(Area::Rewards, false)?;
+    let not_found = || ApiError::not_found(&format!("the reward `{raw}`"));
+    let id = Uuid::parse_str(&raw).map_err(|_| not_found())?;
+    let record = state.store.reward(id).await.map_err(|e| match e {
+        vouch_store::StoreError::NotFound => not_found(),
+        e => e.into(),
+    })?;
+    Ok(Json(RewardBody::new(record)))
+}
+
+/// The most units one referral may report.
+const MAX_UNITS: i64 = 1_000_000;
+
+/// Sends the units a `won` lacked (`PATCH /api/v1/referrals/{id}` with `units`).
+pub(crate) async fn supply_units(
+    state: &AppState,
+    id: ReferralId,
+    raw: &str,
+    units: i64,
+    actor: &str,
+) -> Result<(), ApiError> {
+    if !(0..=MAX_UNITS).contains(&units) {
+        return Err(ApiError::field(
+            "invalid_field",
+            "/units",
+            format!("units are a whole number from 0 to {MAX_UNITS}"),
+        ));
+    }
+    match state.store.supply_units(id, units, actor, state.clock.now()).await {
+        Ok(_) => Ok(()),
+        Err(SupplyUnitsError::NotFound) => Err(ApiError::not_found(&format!("the referral `{raw}`"))),
+        Err(SupplyUnitsError::NotMissing) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "units_not_missing",
+            "this referral is not waiting for units: they are accepted only for a won that lacked them",
+        )),
+        Err(SupplyUnitsError::Store(e)) => Err(e.into()),
+    }
+}

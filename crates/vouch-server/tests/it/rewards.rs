@@ -1,0 +1,254 @@
+//! Rewards created when a referral is won, through the HTTP API with the shipped
+//! example programs: the per-technician fee table of the design brief (every
+//! cell, with prior yearly totals of 0, 31–60 and 61 and more), a repeated `won`
+//! creating nothing more, the flat programs' approval modes, and a `won` without
+//! units waiting for staff to send them.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use vouch_store::testing::TestDatabase;
+
+use crate::helpers::{TestApp, expect_problem};
+
+const TECH: &str = "per-technician";
+const CREDIT: &str = "customer-credit";
+const AGENT: &str = "agent-gift-card";
+
+fn uniq() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
+}
+
+fn company_email(tag: &str) -> String {
+    let u = uniq();
+    format!("{tag}.{u}@{tag}-{u}.example")
+}
+
+async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let text = res.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{}: {text}", app.engine);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
+}
+
+async fn lead(app: &TestApp, slug: &str, code: &str) -> (String, String) {
+    let email = company_email("bob");
+    let body = json!({"referrer_code": code, "prospect": {"email": email}, "consent": true});
+    let res = app.api(Method::POST, &format!("/programs/{slug}/leads")).json(&body).send().await.unwrap();
+    let r = json_of(app, res, StatusCode::CREATED).await;
+    assert_eq!(r["status"], "active", "{}: {r}", app.engine);
+    (r["id"].as_str().unwrap().to_string(), email)
+}
+
+/// A `won` for the referral, with units and a contract date when given.
+async fn won(app: &TestApp, slug: &str, referral: &str, units: Option<u32>, contract_date: &str) -> Value {
+    let mut body = json!({
+        "type": "won", "program": slug, "occurred_at": format!("{contract_date}T15:00:00Z"),
+        "referral_id": referral, "contract_date": contract_date,
+    });
+    if let Some(units) = units {
+        body["units"] = json!(units);
+    }
+    let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&body).send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{}: {status} {text}", app.engine);
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn rewards_of(app: &TestApp, referral: &str) -> Vec<Value> {
+    let res = app.api_get(&format!("/rewards?referral={referral}")).await;
+    let page = json_of(app, res, StatusCode::OK).await;
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn only_reward(app: &TestApp, referral: &str) -> Value {
+    let items = rewards_of(app, referral).await;
+    assert_eq!(items.len(), 1, "{}: one reward for {referral}: {items:?}", app.engine);
+    items[0].clone()
+}
+
+/// The fee table: prior yearly total → (units, amount in whole dollars) for every column.
+const UNITS: [u32; 5] = [10, 15, 16, 40, 50];
+const ROWS: [(u32, [i64; 5]); 6] = [
+    (0, [1_000, 1_500, 1_600, 4_000, 5_000]),
+    (31, [1_500, 2_250, 2_400, 6_000, 7_500]),
+    (35, [1_500, 2_250, 2_400, 6_000, 7_500]),
+    (60, [1_500, 2_250, 2_400, 6_000, 7_500]),
+    (61, [2_000, 3_000, 3_200, 8_000, 10_000]),
+    (100, [2_000, 3_000, 3_200, 8_000, 10_000]),
+];
+
+#[tokio::test]
+async fn the_per_technician_fee_table_is_reproduced_through_the_api() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        for (prior, amounts) in ROWS {
+            for (units, amount) in UNITS.into_iter().zip(amounts) {
+                let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+                // The prior yearly total: an earlier won referral in the same year.
+                if prior > 0 {
+                    let (earlier, _) = lead(&app, TECH, &referrer.code).await;
+                    won(&app, TECH, &earlier, Some(prior), "2026-01-10").await;
+                    assert_eq!(only_reward(&app, &earlier).await["units"], prior, "{e}");
+                }
+                let (id, _) = lead(&app, TECH, &referrer.code).await;
+                won(&app, TECH, &id, Some(units), "2026-03-14").await;
+                let r = only_reward(&app, &id).await;
+                let cell = format!("{e}: prior {prior}, {units} technicians: {r}");
+                assert_eq!(r["amount"], json!({"amount_minor": amount * 100, "currency": "USD"}), "{cell}");
+                assert_eq!(r["beneficiary"], "referrer", "{cell}");
+                assert_eq!(r["participant_id"], referrer.participant_id.as_str(), "{cell}");
+                assert_eq!(r["kind"], "cash", "{cell}");
+                assert_eq!(r["status"], "pending", "{cell}");
+                // Contract date + 2 months, at the start of that day in Chicago (CDT).
+                assert_eq!(r["release_at"], "2026-05-14T05:00:00Z", "{cell}");
+                if (prior, units) == (35, 16) {
+                    assert_eq!(
+                        r["explanation"],
+                        "16 technicians × $150 (tier 31–60: 35 technicians in your year from 10 Jan 2026 \
+                         before this referral) = $2,400",
+                        "{cell}"
+                    );
+                }
+                // One reward, by id too.
+                let res = app.api_get(&format!("/rewards/{}", r["id"].as_str().unwrap())).await;
+                assert_eq!(json_of(&app, res, StatusCode::OK).await, r, "{cell}");
+            }
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_won_creates_no_second_reward() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+        let (id, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &id, Some(10), "2026-03-14").await;
+        let first = only_reward(&app, &id).await;
+        // The same fact again (a duplicate), and another won later with other units.
+        won(&app, TECH, &id, Some(10), "2026-03-14").await;
+        won(&app, TECH, &id, Some(20), "2026-03-20").await;
+        assert_eq!(only_reward(&app, &id).await, first, "{e}");
+        assert_eq!(first["amount"]["amount_minor"], 100_000, "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn flat_rewards_follow_the_programs_approval_mode() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        // Program A: USD 100.00 invoice credit, approved at once.
+        let referrer = app.enroll(CREDIT, &company_email("ref"), "customer").await;
+        let (id, _) = lead(&app, CREDIT, &referrer.code).await;
+        won(&app, CREDIT, &id, None, "2026-03-14").await;
+        let r = only_reward(&app, &id).await;
+        assert_eq!(r["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {r}");
+        assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("credit"), Some("approved")), "{e}: {r}");
+        assert_eq!(r["release_at"], Value::Null, "{e}: {r}");
+        assert_eq!(r["explanation"], "flat $100 per referral", "{e}: {r}");
+
+        // Program B: USD 50.00 gift card, pending until finance approves it.
+        let agent = app.enroll(AGENT, &company_email("agent"), "other").await;
+        let (id, _) = lead(&app, AGENT, &agent.code).await;
+        won(&app, AGENT, &id, None, "2026-03-14").await;
+        let r = only_reward(&app, &id).await;
+        assert_eq!(r["amount"], json!({"amount_minor": 5_000, "currency": "USD"}), "{e}: {r}");
+        assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("gift_card"), Some("pending")), "{e}: {r}");
+        assert_eq!(r["release_at"], Value::Null, "{e}: {r}");
+
+        // Filters: by participant and status.
+        let res = app.api_get(&format!("/rewards?participant={}&status=pending", agent.participant_id)).await;
+        let page = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 1, "{e}: {page}");
+        let res = app.api_get(&format!("/rewards?participant={}&status=pending", referrer.participant_id)).await;
+        let page = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(page["items"], json!([]), "{e}: {page}");
+        let res = app.api_get("/rewards?status=owed").await;
+        expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query").await;
+        let res = app.api_get(&format!("/rewards/{}", uuid::Uuid::now_v7())).await;
+        expect_problem(e, res, StatusCode::NOT_FOUND, "not_found").await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_won_without_units_waits_for_staff_to_send_them() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+        let (id, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &id, None, "2026-03-14").await;
+        assert!(rewards_of(&app, &id).await.is_empty(), "{e}: nothing computed without units");
+        let res = app.api_get(&format!("/referrals/{id}")).await;
+        let r = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!((r["stage"].as_str(), &r["units_missing"]), (Some("won"), &json!(true)), "{e}: {r}");
+
+        let res = app.api(Method::PATCH, &format!("/referrals/{id}")).json(&json!({"units": 16})).send().await.unwrap();
+        let r = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(r["units_missing"], false, "{e}: {r}");
+        let reward = only_reward(&app, &id).await;
+        assert_eq!(reward["amount"], json!({"amount_minor": 160_000, "currency": "USD"}), "{e}: {reward}");
+        assert_eq!(reward["units"], 16, "{e}: {reward}");
+        assert_eq!(reward["status"], "pending", "{e}: {reward}");
+
+        // Units are taken only while they are missing.
+        let res = app.api(Method::PATCH, &format!("/referrals/{id}")).json(&json!({"units": 20})).send().await.unwrap();
+        expect_problem(e, res, StatusCode::CONFLICT, "units_not_missing").await;
+        assert_eq!(only_reward(&app, &id).await, reward, "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_double_sided_won_rewards_both_sides() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll("double-sided", &company_email("ref"), "customer").await;
+        let (id, _) = lead(&app, "double-sided", &referrer.code).await;
+        let body = json!({
+            "type": "won", "program": "double-sided", "occurred_at": "2026-03-14T15:00:00Z", "referral_id": id,
+            "value": {"amount_minor": 120_000, "currency": "USD"},
+        });
+        let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&body).send().await.unwrap();
+        assert!(res.status().is_success(), "{e}: {}", res.text().await.unwrap_or_default());
+        let items = rewards_of(&app, &id).await;
+        assert_eq!(items.len(), 2, "{e}: {items:?}");
+        let upgrade = items.iter().find(|r| r["beneficiary"] == "referrer").unwrap();
+        assert_eq!((upgrade["kind"].as_str(), upgrade["status"].as_str()), (Some("plan_upgrade"), Some("approved")));
+        assert_eq!((upgrade["plan"].as_str(), upgrade["months"].as_i64()), (Some("premium"), Some(3)), "{e}");
+        let credit = items.iter().find(|r| r["beneficiary"] == "referee").unwrap();
+        assert_eq!(credit["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {credit}");
+        assert_eq!(credit["participant_id"], Value::Null, "{e}: {credit}");
+        assert_eq!(
+            credit["explanation"], "20% of the $1,200 contract value = $240, capped at the $100 maximum per referral",
+            "{e}: {credit}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_staff_move_to_won_counts_like_a_won_fact() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll(CREDIT, &company_email("ref"), "customer").await;
+        let (id, _) = lead(&app, CREDIT, &referrer.code).await;
+        for stage in ["contacted", "qualified", "won"] {
+            let res = app.api(Method::POST, &format!("/referrals/{id}/stage")).json(&json!({"stage": stage})).send();
+            json_of(&app, res.await.unwrap(), StatusCode::OK).await;
+        }
+        let r = only_reward(&app, &id).await;
+        assert_eq!(r["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {r}");
+        assert_eq!(r["status"], "approved", "{e}: {r}");
+        app.stop().await;
+    }
+}
