@@ -62,8 +62,9 @@ async fn click_then_signal(
     server.signal(signal);
     let status = server.wait(Duration::from_secs(15));
     stop.store(true, Ordering::Relaxed);
+    // Every client stops within its request timeout; never wait on one forever.
     for t in tasks {
-        let _ = t.await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
     }
     let ids = answered.lock().expect("lock").clone();
     (ids, status)

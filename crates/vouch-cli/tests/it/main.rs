@@ -82,7 +82,12 @@ impl Drop for Server {
 
 /// A client that shows redirects instead of following them.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    // Bounded: a request to a server that is being killed must fail, not wait.
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 pub fn example(slug: &str) -> String {
