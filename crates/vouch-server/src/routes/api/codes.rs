@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
 use vouch_domain::click::ClickRef;
@@ -67,10 +67,9 @@ pub async fn list_clicks(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(raw): ApiPath,
-    query: Result<Query<ClicksQuery>, axum::extract::rejection::QueryRejection>,
+    super::ApiQuery(query): super::ApiQuery<ClicksQuery>,
 ) -> Result<Json<ClicksBody>, ApiError> {
     caller.require(Area::Codes, false)?;
-    let Query(query) = query.map_err(|e| ApiError::field("invalid_query", "", e.body_text()))?;
     let code = known_code(&raw)?;
     state.store.code(&code).await.map_err(|e| not_found_as(e, &raw))?;
     let limit = query.limit.unwrap_or(100);

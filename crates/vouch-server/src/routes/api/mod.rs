@@ -30,6 +30,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
+/// Query parameters whose every failure is a problem document (`invalid_query`),
+/// instead of axum's plain-text 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(e) => Err(ApiError::field("invalid_query", "", e.body_text())),
+        }
+    }
+}
+
 pub async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no API route has this path and method")
 }

@@ -3,7 +3,7 @@
 //! (stage moves, assignment, overriding a rejection, deciding a review).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use vouch_domain::api_key::Area;
@@ -397,10 +397,9 @@ const SOURCES: [&str; 5] = ["lead", "invite", "signup_with_code", "signup_with_c
 pub async fn list_referrals(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<ReferralsQuery>, axum::extract::rejection::QueryRejection>,
+    super::ApiQuery(q): super::ApiQuery<ReferralsQuery>,
 ) -> Result<Json<Page<ReferralBody>>, ApiError> {
     caller.require(Area::Referrals, false)?;
-    let Query(q) = query.map_err(|e| ApiError::field("invalid_query", "", e.body_text()))?;
     let bad = |pointer: &str, detail: String| ApiError::field("invalid_query", pointer, detail);
     let program = match q.program.as_deref() {
         None => None,

@@ -2,7 +2,7 @@
 //! for a `won` that lacked them (through `PATCH /api/v1/referrals/{id}`).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -101,10 +101,9 @@ pub struct RewardsQuery {
 pub async fn list_rewards(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<RewardsQuery>, axum::extract::rejection::QueryRejection>,
+    super::ApiQuery(q): super::ApiQuery<RewardsQuery>,
 ) -> Result<Json<Page<RewardBody>>, ApiError> {
     caller.require(Area::Rewards, false)?;
-    let Query(q) = query.map_err(|e| ApiError::field("invalid_query", "", e.body_text()))?;
     let bad = |pointer: &str, detail: String| ApiError::field("invalid_query", pointer, detail);
     let referral = q
         .referral
