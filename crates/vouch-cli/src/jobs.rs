@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use vouch_server::ServerConfig;
 use vouch_server::mail::{DeliveryOutcome, DeliveryReport, Mailer, deliver_due};
-use vouch_store::Store;
+use vouch_store::{ReleaseOutcome, Store};
 
 use crate::cli::{DbArgs, MailArgs};
 use crate::commands::Failure;
@@ -52,11 +52,37 @@ impl MailSettings {
 /// Idempotency records are kept at least this long (design brief §3: 24 hours).
 const KEEP_IDEMPOTENCY_KEYS: jiff::SignedDuration = jiff::SignedDuration::from_hours(48);
 
-/// Runs every due job until none is due: delivering the outbox, and forgetting
+/// Runs every due job until none is due: releasing due reward holds, handing credits and plan upgrades to
+/// billing, delivering the outbox, and forgetting
 /// idempotency records past their keeping time. Exits
 /// 0 unless a message failed in a way no retry mends (it is then `dead`).
 pub async fn run(store: &Store, config: &ServerConfig) -> Result<(), Failure> {
     let mailer = Mailer::from_config(config);
+    // Holds first: a release approves rewards the hand-over and the outbox
+    // then deal with in this same run.
+    let released = vouch_server::holds::release_all_due(store, Timestamp::now()).await?;
+    for r in &released.entries {
+        let what = match r.outcome {
+            ReleaseOutcome::Approved => "approved",
+            ReleaseOutcome::AwaitingApproval => "awaits approval",
+            ReleaseOutcome::Voided => "voided",
+        };
+        println!("Released reward {} (referral {}): {what}: {}.", r.reward_id, r.referral_id, r.reason);
+    }
+    if !released.is_empty() {
+        println!(
+            "Holds: {} approved, {} awaiting approval, {} voided.",
+            released.count(ReleaseOutcome::Approved),
+            released.count(ReleaseOutcome::AwaitingApproval),
+            released.count(ReleaseOutcome::Voided)
+        );
+    }
+    // Before delivering: the hand-over writes outbox rows (of kind `billing`,
+    // which the mail delivery leaves for their own deliverer).
+    let handed = vouch_server::fulfilment::hand_over_all(store, Timestamp::now()).await?;
+    if handed > 0 {
+        println!("Handed {handed} credit(s) and plan upgrade(s) to billing through the outbox.");
+    }
     let mut all = DeliveryReport::default();
     loop {
         let report = deliver_due(store, &mailer, Timestamp::now()).await?;
@@ -84,7 +110,7 @@ pub async fn run(store: &Store, config: &ServerConfig) -> Result<(), Failure> {
     if purged > 0 {
         println!("Forgot {purged} idempotency record(s) older than 48 hours.");
     }
-    if all.is_empty() && purged == 0 {
+    if all.is_empty() && purged == 0 && handed == 0 && released.is_empty() {
         println!("No job was due.");
     } else {
         println!("Outbox: {} delivered, {} to retry later, {} dead.", all.delivered(), all.retried(), all.dead());

@@ -12,6 +12,11 @@ use crate::error::ApiError;
 /// The caller's key, checked against the database.
 pub struct Caller(pub ApiKeyRecord);
 
+/// A key a layer before the handler has already checked (the Idempotency-Key
+/// layer looks it up to scope its records).
+#[derive(Clone)]
+pub(crate) struct Checked(pub ApiKeyRecord);
+
 impl Caller {
     pub fn require(&self, area: Area, write: bool) -> Result<(), ApiError> {
         let needed = Scope { area, write };
@@ -35,6 +40,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Checked(record)) = parts.extensions.remove::<Checked>() {
+            return Ok(Caller(record));
+        }
         let unauthorized = |code, detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, detail);
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("missing_api_key", "send an API key as `Authorization: Bearer KEY`"));

@@ -13,12 +13,12 @@ use vouch_domain::customer::{CustomerEntry, CustomerId, CustomerSource, External
 use vouch_domain::referral::{FactKind, ReferralId, Source, Stage};
 use vouch_domain::{Email, EnrollmentId, ParticipantId, ReferralCode};
 use vouch_store::{
-    ConvertedEnrollment, ConvertedParticipant, FactOutcome, FactProspect, NewCustomer, NewFact, NewProspect,
-    RecordFactError, Store, StoredProgram,
+    AttributionFacts, ConvertedEnrollment, ConvertedParticipant, FactOutcome, FactProspect, NewCustomer, NewFact,
+    NewProspect, RecordFactError, SignupReferral, Store, StoredProgram,
 };
 
 use crate::error::ApiError;
-use crate::refer::{Submission, refer};
+use crate::refer::{Prepared, Submission, created_log, refusal};
 
 /// A fact, parsed and checked against its program.
 #[derive(Debug, Clone)]
@@ -71,64 +71,71 @@ pub async fn ingest(
         external_id: report.external_id.as_ref().map(|e| e.as_str().to_string()),
     };
 
-    // A `signup` with a code or click id for a prospect no referral holds makes one.
-    let mut referral_id = report.referral_id;
-    let mut created = None;
-    let mut no_referral_reason = None;
-    let carries_claim = report.referral_code.is_some() || report.click_id.is_some();
-    if report.kind == FactKind::Signup && referral_id.is_none() && carries_claim {
-        let seen = match &report.event_id {
-            Some(id) => store.fact_by_event_id(program.id, id).await?.is_some(),
-            None => false,
-        };
-        let holder = store.fact_holder(program.id, &prospect).await?;
-        if !seen && holder.is_none() {
-            match claim(store, &report).await? {
-                Err(reason) => no_referral_reason = Some(reason),
-                Ok((code, source)) => {
-                    let submission = Submission {
-                        code,
-                        source,
-                        prospect: NewProspect {
-                            email: report.email.clone(),
-                            external_id: prospect.external_id.clone(),
-                            ..NewProspect::default()
-                        },
-                        consent: None,
-                        note: None,
-                        actor: actor.clone(),
-                    };
-                    match refer(store, program, submission, now).await {
-                        Ok(record) => {
-                            referral_id = Some(record.id);
-                            created = Some(record);
-                        }
-                        // An unknown or revoked code, an expired click: no claim to judge.
-                        Err(e) if e.status.is_client_error() => no_referral_reason = Some(e.detail),
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-    }
-
-    let new = NewFact {
+    let mut new = NewFact {
         id: Uuid::now_v7(),
         program_id: program.id,
         kind: report.kind,
         occurred_at: report.occurred_at,
         event_id: report.event_id.clone(),
-        referral_id,
+        referral_id: report.referral_id,
         prospect: prospect.clone(),
         units: report.units,
         value: report.value.clone(),
         contract_date: report.contract_date.clone(),
         raw: report.raw.clone(),
-        actor,
+        actor: actor.clone(),
         now,
     };
+
+    // A `signup` with a code or click id for a prospect no referral holds makes
+    // one, in the transaction that records it.
+    let mut created = None;
+    let mut no_referral_reason = None;
+    let carries_claim = report.referral_code.is_some() || report.click_id.is_some();
     let mut outcome = None;
+    if report.kind == FactKind::Signup
+        && report.referral_id.is_none()
+        && carries_claim
+        && store.fact_holder(program.id, &prospect).await?.is_none()
+    {
+        match claim(store, &report).await? {
+            Err(reason) => no_referral_reason = Some(reason),
+            Ok((code, source)) => {
+                let submission = Submission {
+                    code,
+                    source,
+                    prospect: NewProspect {
+                        email: report.email.clone(),
+                        external_id: prospect.external_id.clone(),
+                        ..NewProspect::default()
+                    },
+                    consent: None,
+                    note: None,
+                    actor: actor.clone(),
+                };
+                let prepared = Prepared::new(program, submission, now);
+                let decide = |facts: &AttributionFacts| prepared.decide(facts);
+                let signup = SignupReferral { referral: &prepared.referral, decide: &decide };
+                let (recorded, made) = store.record_signup(signup, &new).await.map_err(fact_error(&slug))?;
+                match made {
+                    Some(Ok(record)) => {
+                        created_log(&record);
+                        created = Some(record);
+                    }
+                    // An unknown or revoked code, an expired click: no claim to judge.
+                    Some(Err(e)) => no_referral_reason = Some(refusal(e, program).detail),
+                    None => {}
+                }
+                outcome = Some(recorded);
+            }
+        }
+    }
+    new.referral_id = report.referral_id;
+
     for _ in 0..CODE_ATTEMPTS {
+        if outcome.is_some() {
+            break;
+        }
         // Used only if this fact wins the referral and its program version
         // enrolls converted customers (the store reads that version).
         let convert = (report.kind == FactKind::Won).then(|| ConvertedEnrollment {
@@ -138,19 +145,9 @@ pub async fn ingest(
             program_slug: slug.clone(),
         });
         match store.record_fact(&new, convert.as_ref()).await {
-            Ok(o) => {
-                outcome = Some(o);
-                break;
-            }
+            Ok(o) => outcome = Some(o),
             Err(RecordFactError::CodeTaken) => continue,
-            Err(RecordFactError::UnknownReferral) => {
-                return Err(ApiError::field(
-                    "unknown_referral",
-                    "/referral_id",
-                    format!("no referral of the program `{slug}` has this id; nothing was stored"),
-                ));
-            }
-            Err(RecordFactError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(fact_error(&slug)(e)),
         }
     }
     let Some(outcome) = outcome else {
@@ -251,4 +248,17 @@ async fn claim(store: &Store, report: &Report) -> Result<Result<(ReferralCode, S
         Ok(code) => Ok((code, Source::SignupWithCode)),
         Err(_) => Err(format!("no referrer has the code `{shown}`")),
     })
+}
+
+/// A fact the store refused, as the API answers it.
+fn fact_error(slug: &str) -> impl Fn(RecordFactError) -> ApiError + '_ {
+    move |e| match e {
+        RecordFactError::UnknownReferral => ApiError::field(
+            "unknown_referral",
+            "/referral_id",
+            format!("no referral of the program `{slug}` has this id; nothing was stored"),
+        ),
+        RecordFactError::CodeTaken => ApiError::internal("could not mint an unused referral code"),
+        RecordFactError::Store(e) => e.into(),
+    }
 }

@@ -38,16 +38,19 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     // Only a valid API key scopes a record; anything else is the handler's 401.
     let bearer =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let api_key = match bearer {
+    let record = match bearer {
         Some(k) => match state.store.api_key_by_hash(&crate::api_keys::hash(k.trim())).await {
-            Ok(Some(record)) => record.id,
+            Ok(Some(record)) => record,
             Ok(None) => return next.run(req).await,
             Err(e) => return ApiError::from(e).into_response(),
         },
         None => return next.run(req).await,
     };
 
-    let (parts, body) = req.into_parts();
+    let api_key = record.id;
+    let (mut parts, body) = req.into_parts();
+    // The handler's `Caller` takes the key from here instead of looking it up again.
+    parts.extensions.insert(crate::auth::Checked(record));
     let Ok(bytes) = to_bytes(body, crate::routes::BODY_LIMIT).await else {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

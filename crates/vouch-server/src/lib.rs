@@ -17,6 +17,8 @@ pub mod demo;
 pub mod enroll;
 mod error;
 pub mod events;
+pub mod fulfilment;
+pub mod holds;
 mod idempotency;
 mod json;
 pub mod mail;
@@ -57,6 +59,9 @@ pub struct ServerConfig {
     /// How often the mail worker delivers due outbox rows; `None` runs no worker
     /// (tests that call `mail::deliver_due` themselves).
     pub mail_interval: Option<Duration>,
+    /// How often the holds worker releases due holds; `None` runs no worker
+    /// (tests that call `holds::release_all_due` themselves).
+    pub holds_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("mail_from", &self.mail_from)
             .field("mailbox_dir", &self.mailbox_dir)
             .field("mail_interval", &self.mail_interval)
+            .field("holds_interval", &self.holds_interval)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +93,7 @@ impl ServerConfig {
             mail_from: "Vouch <no-reply@localhost>".into(),
             mailbox_dir: std::path::PathBuf::from("vouch-data/mailbox"),
             mail_interval: Some(Duration::from_secs(1)),
+            holds_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -104,6 +111,7 @@ pub struct Shared {
     pub codes: CodeCache,
     pub mailer: mail::Mailer,
     mail: mail::MailWorker,
+    holds: holds::HoldsWorker,
     /// Key for hashing visitors' IP addresses: shared by all replicas through the
     /// database, so the same visitor hashes alike everywhere.
     ip_hash_key: Vec<u8>,
@@ -140,6 +148,8 @@ impl AppState {
         let codes = CodeCache::start(store.clone(), config.cache_refresh);
         let mailer = mail::Mailer::from_config(&config);
         let mail = mail::MailWorker::start(store.clone(), mailer.clone(), clock.clone(), config.mail_interval);
+        fulfilment::spawn(store.clone(), clock.clone(), fulfilment::INTERVAL);
+        let holds = holds::HoldsWorker::start(store.clone(), clock.clone(), config.holds_interval);
         Ok(AppState(Arc::new(Shared {
             store,
             config,
@@ -148,6 +158,7 @@ impl AppState {
             codes,
             mailer,
             mail,
+            holds,
             ip_hash_key,
             unsubscribe_key,
         })))
@@ -174,9 +185,11 @@ pub async fn serve(
     let writer = state.clicks.clone();
     let codes = state.codes.clone();
     let mail = state.mail.clone();
+    let holds = state.holds.clone();
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     codes.stop();
+    holds.stop().await;
     writer.drain().await;
     // After the click writer: a last pass sends what the last requests queued.
     mail.stop().await;

@@ -4,9 +4,13 @@
 
 use jiff::{SignedDuration, Timestamp};
 use vouch_domain::ReferralCode;
-use vouch_domain::referral::{AttributionInput, ReferralId, Rules, Source, attribute, is_free_mail};
+use vouch_domain::referral::{
+    AttributionInput, Decision, NotAttributable, ReferralId, Rules, Source, attribute, is_free_mail,
+};
 use vouch_store::ReferralMail;
-use vouch_store::{Consent, CreateReferralError, NewProspect, NewReferral, ReferralRecord, Store, StoredProgram};
+use vouch_store::{
+    AttributionFacts, Consent, CreateReferralError, NewProspect, NewReferral, ReferralRecord, Store, StoredProgram,
+};
 
 use crate::error::ApiError;
 
@@ -42,62 +46,91 @@ pub async fn refer_with_mail(
     mail: ReferralMail,
     now: Timestamp,
 ) -> Result<ReferralRecord, ApiError> {
-    let definition = &program.definition;
-    let rules = Rules::from_program(definition);
-    let window = SignedDuration::from_mins(i64::from(rules.burst_window_minutes));
-    // In a business program a known company is a known customer; a free-mail
-    // domain names no company.
-    let registry_domain =
-        submission.prospect.email.as_ref().map(|e| e.domain()).filter(|d| definition.business() && !is_free_mail(d));
-    let new = NewReferral {
-        id: ReferralId(uuid::Uuid::now_v7()),
-        program_id: program.id,
-        program_version_id: program.version_id,
-        code: submission.code,
-        source: submission.source.clone(),
-        prospect: submission.prospect,
-        consent: submission.consent,
-        note: submission.note,
-        actor: submission.actor,
-        now,
-        recent_since: now.checked_sub(window).unwrap_or(now),
-        registry_domain,
-    };
-    let created = store
-        .create_referral_with_mail(&new, &mail, |facts| {
-            attribute(&AttributionInput {
-                rules: rules.clone(),
-                referrer: facts.referrer.clone(),
-                prospect: facts.prospect.clone(),
-                source: submission.source.clone(),
-                now,
-                in_registry: facts.registry_match.is_some(),
-                holder: facts.holder,
-                // The referrer's own visits are not recorded as theirs yet.
-                referrer_ip_hashes: Vec::new(),
-                recent_leads: facts.recent_leads,
-            })
-        })
-        .await;
+    let prepared = Prepared::new(program, submission, now);
+    let created = store.create_referral_with_mail(&prepared.referral, &mail, |facts| prepared.decide(facts)).await;
     match created {
         Ok(record) => {
-            tracing::info!(referral = %record.id, program = %record.program_slug, status = %record.status,
-                reason = record.rejection_reason.map(|r| r.as_str()), "referral created");
+            created_log(&record);
             Ok(record)
         }
-        Err(CreateReferralError::UnknownCode(code)) => Err(ApiError::field(
+        Err(e) => Err(refusal(e, program)),
+    }
+}
+
+/// A referral ready for the store: the referral to create and the program's
+/// attribution rules to decide it by.
+pub struct Prepared {
+    pub referral: NewReferral,
+    rules: Rules,
+    source: Source,
+    now: Timestamp,
+}
+
+impl Prepared {
+    pub fn new(program: &StoredProgram, submission: Submission, now: Timestamp) -> Prepared {
+        let definition = &program.definition;
+        let rules = Rules::from_program(definition);
+        let window = SignedDuration::from_mins(i64::from(rules.burst_window_minutes));
+        // In a business program a known company is a known customer; a free-mail
+        // domain names no company.
+        let registry_domain = submission
+            .prospect
+            .email
+            .as_ref()
+            .map(|e| e.domain())
+            .filter(|d| definition.business() && !is_free_mail(d));
+        let referral = NewReferral {
+            id: ReferralId(uuid::Uuid::now_v7()),
+            program_id: program.id,
+            program_version_id: program.version_id,
+            code: submission.code,
+            source: submission.source.clone(),
+            prospect: submission.prospect,
+            consent: submission.consent,
+            note: submission.note,
+            actor: submission.actor,
+            now,
+            recent_since: now.checked_sub(window).unwrap_or(now),
+            registry_domain,
+        };
+        Prepared { referral, rules, source: submission.source, now }
+    }
+
+    /// The domain's decision on what the store found.
+    pub fn decide(&self, facts: &AttributionFacts) -> Result<Decision, NotAttributable> {
+        attribute(&AttributionInput {
+            rules: self.rules.clone(),
+            referrer: facts.referrer.clone(),
+            prospect: facts.prospect.clone(),
+            source: self.source.clone(),
+            now: self.now,
+            in_registry: facts.registry_match.is_some(),
+            holder: facts.holder,
+            referrer_ip_hashes: facts.referrer_ip_hashes.clone(),
+            recent_leads: facts.recent_leads,
+        })
+    }
+}
+
+pub fn created_log(record: &ReferralRecord) {
+    tracing::info!(referral = %record.id, program = %record.program_slug, status = %record.status,
+        reason = record.rejection_reason.map(|r| r.as_str()), "referral created");
+}
+
+/// Why no referral was stored, as the API answers it.
+pub fn refusal(e: CreateReferralError, program: &StoredProgram) -> ApiError {
+    match e {
+        CreateReferralError::UnknownCode(code) => ApiError::field(
             "unknown_code",
             "/referrer_code",
-            format!("no referrer has the code `{code}` in the program `{}`", definition.slug().as_str()),
-        )),
-        Err(CreateReferralError::NotAttributable(no)) => {
-            Err(ApiError::field(no.code(), "/referrer_code", no.explanation))
-        }
-        Err(CreateReferralError::RateLimited { limit }) => Err(ApiError::new(
+            format!("no referrer has the code `{code}` in the program `{}`", program.definition.slug().as_str()),
+        ),
+        CreateReferralError::NotAttributable(no) => ApiError::field(no.code(), "/referrer_code", no.explanation),
+        CreateReferralError::RateLimited { limit } => ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "invite_rate_limited",
             format!("this referrer has sent {limit} invites in the last day, the most allowed; nothing was stored"),
-        )),
-        Err(CreateReferralError::Store(e)) => Err(e.into()),
+        ),
+        CreateReferralError::Store(e) => e.into(),
     }
 }

@@ -20,8 +20,14 @@ use vouch_domain::program::ProgramDefinition;
 use vouch_domain::referral::{FactKind, ReferralId, Stage, Status, derive_stage};
 use vouch_domain::{ClickId, Email, EnrollmentId, ParticipantId, ParticipantKind, ProgramId, ReferralCode};
 
-use crate::referrals::{EventRow, INSERT_EVENT, ReferralEvent, ReferralEventKind, SELECT_EVENTS, stage_inputs};
-use crate::{Result, Store, StoreError, micros, on_read, on_write, timestamp};
+use vouch_domain::customer::KnownBy;
+use vouch_domain::referral::{Decision, NotAttributable};
+
+use crate::referrals::{
+    AttributionFacts, CreateReferralError, EventRow, INSERT_EVENT, NewReferral, ReferralEvent, ReferralEventKind,
+    ReferralRecord, SELECT_EVENTS, stage_inputs,
+};
+use crate::{Result, Store, StoreError, micros, on_read, on_write_tx, timestamp};
 
 /// A fact to record. Ids and times are the caller's.
 #[derive(Debug, Clone)]
@@ -139,8 +145,9 @@ const FIND_ORIGINAL: &str = "SELECT id, referral_id FROM facts
          OR ($2 IS NULL AND event_id IS NULL AND referral_id = $3 AND type = $4 AND occurred_at = $5))
      ORDER BY recorded_at, id LIMIT 1";
 
-/// Locks the referral's row (Postgres) for the rest of the transaction.
-const LOCK_REFERRAL: &str = "UPDATE referrals SET updated_at = $3 WHERE id = $1 AND program_id = $2
+/// Locks the referral's row (Postgres) for the rest of the transaction, changing
+/// nothing: a duplicate fact leaves the referral as it was.
+const LOCK_REFERRAL: &str = "UPDATE referrals SET updated_at = updated_at WHERE id = $1 AND program_id = $2
      RETURNING stage, status, prospect_email, prospect_name";
 
 /// stage, status, prospect_email, prospect_name
@@ -220,9 +227,64 @@ impl Store {
         new: &NewFact,
         convert: Option<&ConvertedEnrollment>,
     ) -> std::result::Result<FactOutcome, RecordFactError> {
-        on_write!(self, p => {
-            let mut tx = p.begin().await?;
-            let referral = match new.referral_id {
+        self.record_fact_making(new, convert, None).await.map(|(outcome, _)| outcome)
+    }
+
+    /// A `signup` that names a referrer for a prospect nobody held: creates the
+    /// referral (attributed as [`Store::create_referral`] does) and records the
+    /// fact on it, in one transaction. A fact seen before (its `event_id`)
+    /// creates nothing. Answers the fact's outcome and the referral's creation:
+    /// `None` when nothing was attempted (a duplicate), `Some(Err)` when there
+    /// was no claim to judge (an unknown code, an expired click) — the fact is
+    /// then recorded without a referral.
+    pub async fn record_signup(
+        &self,
+        signup: SignupReferral<'_>,
+        new: &NewFact,
+    ) -> std::result::Result<(FactOutcome, Option<Result<ReferralRecord, CreateReferralError>>), RecordFactError> {
+        let registry_match = self.registry_match_for(signup.referral).await?;
+        let (outcome, created) = self.record_fact_making(new, None, Some((signup, registry_match))).await?;
+        let created = match created {
+            Some(Ok(())) => Some(Ok(self.referral(signup.referral.id).await?)),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        Ok((outcome, created))
+    }
+
+    async fn record_fact_making(
+        &self,
+        new: &NewFact,
+        convert: Option<&ConvertedEnrollment>,
+        signup: Option<(SignupReferral<'_>, Option<KnownBy>)>,
+    ) -> std::result::Result<(FactOutcome, Option<Result<(), CreateReferralError>>), RecordFactError> {
+        let postgres = self.engine() == "postgres";
+        let mut created = None;
+        let outcome = on_write_tx!(self, tx, RecordFactError => {
+            let mut named = new.referral_id;
+            if let Some((signup, registry_match)) = &signup {
+                let seen: Option<(Uuid,)> = match &new.event_id {
+                    Some(id) => sqlx::query_as("SELECT id FROM facts WHERE program_id = $1 AND event_id = $2")
+                        .bind(new.program_id.0)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    None => None,
+                };
+                if seen.is_none() {
+                    let made = crate::referrals::create_referral_tx!(tx, postgres, signup.referral, &ReferralMail::None,
+                        signup.decide, *registry_match).await;
+                    match made {
+                        Ok(()) => named = Some(signup.referral.id),
+                        Err(CreateReferralError::Store(e)) => return Err(e.into()),
+                        Err(e) => created = Some(Err(e)),
+                    }
+                    if named.is_some() {
+                        created = Some(Ok(()));
+                    }
+                }
+            }
+            let referral = match named {
                 Some(id) => Some(id),
                 None => find_holder!(tx, new.program_id, new.prospect).await?,
             };
@@ -231,7 +293,6 @@ impl Store {
                     let row: Option<LockedRow> = sqlx::query_as(LOCK_REFERRAL)
                         .bind(id.0)
                         .bind(new.program_id.0)
-                        .bind(micros(new.now))
                         .fetch_optional(&mut *tx)
                         .await?;
                     if row.is_none() {
@@ -277,7 +338,7 @@ impl Store {
                         .await?,
                     None => None,
                 };
-                tx.rollback().await?;
+                // Nothing was written: the lock took the row without changing it.
                 return Ok(FactOutcome::Duplicate {
                     original,
                     referral_id: original_referral,
@@ -285,7 +346,6 @@ impl Store {
                 });
             }
             let (Some(referral), Some((stored_stage, status, email, name))) = (referral, locked) else {
-                tx.commit().await?;
                 return Ok(FactOutcome::Recorded {
                     fact_id: new.id,
                     referral_id: None,
@@ -321,20 +381,18 @@ impl Store {
             let (facts, moves) = stage_inputs(&events);
             let after = derive_stage(&facts, &moves);
             let mut converted = None;
-            // The rewards of a won referral, judged by the version it was created
-            // under; a repeated `won` finds them made already and changes nothing.
-            let won_now = after != before || new.kind == FactKind::Won;
-            let _awarded = if after == Stage::Won && status == Status::Active && won_now {
-                Some(crate::rewards::award_won!(tx, referral, None, &new.actor, new.now).await?)
-            } else {
-                None
-            };
+            // The rewards the fact earns, judged by the version the referral was
+            // created under; a repeat finds them made already and changes nothing.
+            let cause = crate::rewards::AwardCause::fact(before, after, status, new.kind);
+            let _awarded = crate::rewards::award!(tx, referral, cause, &new.actor, new.now).await?;
+            crate::ledger::reverse_late!(tx, referral, new.kind, new.id, new.occurred_at, &new.actor, new.now).await?;
+            sqlx::query("UPDATE referrals SET stage = $2, updated_at = $3 WHERE id = $1")
+                .bind(referral.0)
+                .bind(after.as_str())
+                .bind(micros(new.now))
+                .execute(&mut *tx)
+                .await?;
             if after != before {
-                sqlx::query("UPDATE referrals SET stage = $2 WHERE id = $1")
-                    .bind(referral.0)
-                    .bind(after.as_str())
-                    .execute(&mut *tx)
-                    .await?;
                 let data = json!({"derived": true, "fact": new.kind.as_str(), "fact_id": new.id.to_string()});
                 sqlx::query(INSERT_EVENT)
                     .bind(Uuid::now_v7())
@@ -349,6 +407,8 @@ impl Store {
                     .bind(micros(new.now))
                     .execute(&mut *tx)
                     .await?;
+                // The referrer's news, as they want it; one per stored fact (the row bears its id).
+                crate::preferences::stage_mail!(tx, referral, after, new.id, new.now).await?;
                 // The viral loop: a referred customer who converts becomes a
                 // referrer, when the version the referral is judged by says so.
                 let definition = match (after, status, convert, &email) {
@@ -440,7 +500,6 @@ impl Store {
                     }
                 }
             }
-            tx.commit().await?;
             Ok(FactOutcome::Recorded {
                 fact_id: new.id,
                 referral_id: Some(referral),
@@ -449,6 +508,15 @@ impl Store {
                 referral_status: Some(status),
                 converted,
             })
-        })
+        })?;
+        Ok((outcome, created))
     }
+}
+
+/// The referral a `signup` makes: the referral to create and the program's
+/// attribution (the domain's `attribute` with the version's rules).
+#[derive(Clone, Copy)]
+pub struct SignupReferral<'a> {
+    pub referral: &'a NewReferral,
+    pub decide: &'a (dyn Fn(&AttributionFacts) -> std::result::Result<Decision, NotAttributable> + Sync),
 }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use vouch_domain::ApiKeyId;
 
-use crate::{Result, Store, micros, on_write};
+use crate::{Result, Store, StoreError, micros, on_write, on_write_each};
 
 /// What a request with an Idempotency-Key should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl Store {
         request_hash: &str,
         now: Timestamp,
     ) -> Result<IdempotencyClaim> {
-        on_write!(self, p => {
+        on_write_each!(self, conn, StoreError => {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_at)
                  VALUES ($1, $2, $3, 0, $4) ON CONFLICT (api_key_id, key) DO NOTHING",
@@ -41,7 +41,7 @@ impl Store {
             .bind(key)
             .bind(request_hash)
             .bind(micros(now))
-            .execute(p)
+            .execute(&mut *conn)
             .await?;
             if inserted.rows_affected() == 1 {
                 return Ok(IdempotencyClaim::New);
@@ -51,7 +51,7 @@ impl Store {
             )
             .bind(api_key.0)
             .bind(key)
-            .fetch_one(p)
+            .fetch_one(&mut *conn)
             .await?;
             if hash != request_hash {
                 return Ok(IdempotencyClaim::Mismatch);
@@ -70,7 +70,7 @@ impl Store {
                 .bind(key)
                 .bind(micros(now))
                 .bind(created_at)
-                .execute(p)
+                .execute(&mut *conn)
                 .await?;
                 if taken.rows_affected() == 1 {
                     return Ok(IdempotencyClaim::New);
@@ -82,17 +82,16 @@ impl Store {
 
     /// Records the answer to replay.
     pub async fn complete_idempotency_key(&self, api_key: ApiKeyId, key: &str, status: u16, body: &str) -> Result<()> {
-        on_write!(self, p => sqlx::query(
-            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE api_key_id = $1 AND key = $2",
-        )
-        .bind(api_key.0)
-        .bind(key)
-        .bind(i32::from(status))
-        .bind(body)
-        .execute(p)
-        .await
-        .map(|_| ()))?;
-        Ok(())
+        on_write_each!(self, conn, StoreError => {
+            sqlx::query("UPDATE idempotency_keys SET status = $3, body = $4 WHERE api_key_id = $1 AND key = $2")
+                .bind(api_key.0)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(body)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Forgets a claim whose request failed on our side, so a retry can run.

@@ -15,9 +15,13 @@ mod api_keys;
 mod clicks;
 mod customers;
 mod events;
+mod group;
 mod idempotency;
+pub mod ledger;
 pub mod outbox;
 mod participants;
+pub mod payouts;
+mod preferences;
 mod programs;
 pub mod referrals;
 pub mod rewards;
@@ -28,11 +32,19 @@ pub use clicks::{ClickRecord, ClickStats, NewClick};
 pub use customers::{AddedCustomers, NewCustomer};
 pub use events::{
     ClickSeen, ConvertedEnrollment, ConvertedParticipant, FactOutcome, FactProspect, NewFact, RecordFactError,
+    SignupReferral,
 };
 pub use idempotency::IdempotencyClaim;
+pub use ledger::{
+    AdjustmentRecord, ReleaseOutcome, ReleaseReport, Released, RewardActionError, RewardBalance, RewardEventRecord,
+};
 pub use outbox::{MailPayload, OutboxItem, OutboxRetry, OutboxStatus};
 pub use participants::{
     CodeRecord, CodeTarget, EnrollError, Enrolled, EnrollmentRecord, NewEnrollment, ParticipantRecord,
+};
+pub use payouts::{
+    CreatePayoutError, FulfilError, GiftCardDue, PayeeTotal, PayoutActionError, PayoutItemRecord, PayoutRecord,
+    PayoutSelection, PayoutStatus,
 };
 pub use programs::{ApplyOutcome, StoredProgram};
 pub use referrals::{
@@ -139,6 +151,8 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
+        /// Group commit on `write` for the busiest writes (see `group`).
+        group: std::sync::Arc<group::GroupWriter>,
     },
     Postgres(PgPool),
 }
@@ -168,7 +182,83 @@ macro_rules! on_read {
         }
     };
 }
-pub(crate) use {on_read, on_write};
+/// Runs `$body` in a write transaction `$tx` and commits it when the body
+/// answers `Ok` (an `Err` rolls it back). On SQLite the transaction is a
+/// savepoint in the group-commit batch (see `group`): the body must not commit
+/// or roll back itself, and its answer is returned only once the batch holding
+/// its writes is committed. `$err` is the body's error type.
+macro_rules! on_write_tx {
+    ($store:expr, $tx:ident, $err:ty => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { group, .. } => {
+                let mut joined = group.join().await?;
+                let result: std::result::Result<_, $err> = {
+                    let mut $tx = joined.savepoint().await?;
+                    let result: std::result::Result<_, $err> = async { $body }.await;
+                    match result {
+                        Ok(v) => {
+                            $tx.commit().await?;
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            let _ = $tx.rollback().await;
+                            Err(e)
+                        }
+                    }
+                };
+                match result {
+                    Ok(v) => {
+                        joined.finish().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            $crate::Backend::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                let result: std::result::Result<_, $err> = async { $body }.await;
+                match result {
+                    Ok(v) => {
+                        $tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+}
+/// Runs `$body`, whose statements each stand alone (as if autocommitted: one
+/// that fails undoes only itself), on a write connection `$conn`: on SQLite in
+/// the group-commit batch, answered once the batch is committed; on Postgres on
+/// a pooled connection. `$err` is the body's error type.
+macro_rules! on_write_each {
+    ($store:expr, $conn:ident, $err:ty => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { group, .. } => {
+                let mut joined = group.join().await?;
+                let result: std::result::Result<_, $err> = {
+                    let $conn = joined.conn();
+                    async { $body }.await
+                };
+                match result {
+                    Ok(v) => {
+                        joined.finish().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            $crate::Backend::Postgres(p) => {
+                let mut pooled = p.acquire().await?;
+                let $conn: &mut sqlx::PgConnection = &mut pooled;
+                let result: std::result::Result<_, $err> = async { $body }.await;
+                result
+            }
+        }
+    };
+}
+pub(crate) use {on_read, on_write, on_write_each, on_write_tx};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -194,7 +284,8 @@ impl Store {
                 let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_options).await?;
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
                 tokio::spawn(checkpoint_wal(read.clone()));
-                Backend::Sqlite { write, read }
+                let group = group::GroupWriter::new(write.clone());
+                Backend::Sqlite { write, read, group }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -239,7 +330,8 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read } => {
+            Backend::Sqlite { write, read, group } => {
+                group.flush().await;
                 read.close().await;
                 write.close().await;
             }

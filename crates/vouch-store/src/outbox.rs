@@ -83,7 +83,8 @@ pub enum MailPayload {
         /// The prospect as the referrer knows them (name, else email).
         prospect: String,
     },
-    /// To a referrer: staff moved their referral along the pipeline.
+    /// To a referrer: their referral moved along the pipeline (a staff move or a
+    /// fact), when their preference asks for the news.
     StageUpdate {
         to: String,
         /// The referrer's name.
@@ -211,11 +212,11 @@ pub(crate) const INSERT_OUTBOX: &str =
 /// them twice. SQLite has one writer connection: the statement runs alone, and
 /// the same UPDATE ... RETURNING without the locking clause is enough.
 const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $2, attempts = attempts + 1
-     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1
+     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND kind = 'email' AND next_attempt_at <= $1
                   ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
      RETURNING id, kind, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
 const CLAIM_SQLITE: &str = "UPDATE outbox SET next_attempt_at = $2, attempts = attempts + 1
-     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1
+     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND kind = 'email' AND next_attempt_at <= $1
                   ORDER BY next_attempt_at, id LIMIT $3)
      RETURNING id, kind, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
 
@@ -246,7 +247,9 @@ fn items(rows: Vec<OutboxRow>) -> Result<Vec<OutboxItem>> {
 }
 
 impl Store {
-    /// Claims up to `limit` rows due at `now` for one delivery attempt each: they
+    /// Claims up to `limit` email rows due at `now` for one delivery attempt each
+    /// (rows of other kinds, such as billing hand-overs, wait for their own
+    /// deliverer instead of being dead-lettered by the mail worker): they
     /// are invisible to other claimers for `lease` (then due again, should this
     /// worker die), and their `attempts` already count this attempt.
     pub async fn claim_due_outbox(&self, now: Timestamp, limit: u32, lease: SignedDuration) -> Result<Vec<OutboxItem>> {
@@ -310,10 +313,10 @@ impl Store {
         items(rows)
     }
 
-    /// The earliest `next_attempt_at` of a pending row, if any.
+    /// The earliest `next_attempt_at` of a pending email row, if any.
     pub async fn next_outbox_attempt(&self) -> Result<Option<Timestamp>> {
         let (next,): (Option<i64>,) = on_read!(self, p => sqlx::query_as(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'"
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND kind = 'email'"
         ).fetch_one(p).await?);
         next.map(timestamp).transpose()
     }

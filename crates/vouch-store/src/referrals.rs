@@ -21,8 +21,7 @@ use vouch_domain::referral::{
 };
 use vouch_domain::{Email, EnrollmentId, ParticipantId, ParticipantKind, ProgramId, ProgramVersionId, ReferralCode};
 
-use crate::outbox::MailPayload;
-use crate::{Result, Store, StoreError, micros, on_read, on_write, timestamp};
+use crate::{Result, Store, StoreError, micros, on_read, on_write, on_write_tx, timestamp};
 
 /// The actor of what Vouch itself decides (the attribution decision).
 pub const SYSTEM_ACTOR: &str = "vouch";
@@ -103,6 +102,8 @@ pub struct AttributionFacts {
     pub holder: Option<Holder>,
     /// The referrer's leads and invites since `recent_since`, not counting this one.
     pub recent_leads: u32,
+    /// The IP hashes the referrer enrolled or handed over leads and invites from.
+    pub referrer_ip_hashes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -409,10 +410,10 @@ impl TryFrom<EventRow> for ReferralEvent {
 
 /// The referrer behind a code, with the code's program.
 #[derive(sqlx::FromRow)]
-struct ReferrerRow {
+pub(crate) struct ReferrerRow {
     code_status: String,
-    enrollment_id: Uuid,
-    program_id: Uuid,
+    pub(crate) enrollment_id: Uuid,
+    pub(crate) program_id: Uuid,
     participant_id: Uuid,
     email: String,
     kind: String,
@@ -421,7 +422,7 @@ struct ReferrerRow {
     status: String,
 }
 
-const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS enrollment_id, e.program_id,
+pub(crate) const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS enrollment_id, e.program_id,
         pa.id AS participant_id, pa.email, pa.kind, pa.team, pa.company, pa.status
      FROM codes c
      JOIN enrollments e ON e.id = c.enrollment_id
@@ -429,15 +430,15 @@ const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS enrollment_
      WHERE c.code = $1";
 
 /// The referral holding a prospect (by person key or external id) in a program.
-const FIND_HOLDER: &str = "SELECT id, status FROM referrals
+pub(crate) const FIND_HOLDER: &str = "SELECT id, status FROM referrals
      WHERE program_id = $1 AND status IN ('active', 'in_review')
        AND (prospect_person_key = $2 OR prospect_external_id = $3)
      ORDER BY created_at, id LIMIT 1";
 
-const RECENT_LEADS: &str = "SELECT COUNT(*) FROM referrals
+pub(crate) const RECENT_LEADS: &str = "SELECT COUNT(*) FROM referrals
      WHERE participant_id = $1 AND program_id = $2 AND source IN ('lead', 'invite') AND created_at >= $3";
 
-const INSERT_REFERRAL: &str = "INSERT INTO referrals (id, program_id, program_version_id, enrollment_id,
+pub(crate) const INSERT_REFERRAL: &str = "INSERT INTO referrals (id, program_id, program_version_id, enrollment_id,
         participant_id, code, source, prospect_email, prospect_email_norm, prospect_person_key, prospect_name,
         prospect_company, prospect_phone, prospect_external_id, consent_text, consent_at, note, stage, status,
         rejection_reason, review_signals, holder_referral_id, explanation, assignee, created_at, updated_at)
@@ -458,31 +459,32 @@ const TOUCH: &str = "UPDATE referrals SET updated_at = $2 WHERE id = $1 RETURNIN
 /// One timeline entry; `$exec` is a transaction.
 macro_rules! insert_event {
     ($exec:expr, $referral:expr, $kind:expr, $from:expr, $to:expr, $actor:expr, $note:expr, $data:expr, $at:expr) => {
-        sqlx::query(INSERT_EVENT)
-            .bind(Uuid::now_v7())
+        sqlx::query($crate::referrals::INSERT_EVENT)
+            .bind(uuid::Uuid::now_v7())
             .bind($referral.0)
             .bind($kind.as_str())
-            .bind($from.map(Stage::as_str))
-            .bind($to.map(Stage::as_str))
+            .bind($from.map(vouch_domain::referral::Stage::as_str))
+            .bind($to.map(vouch_domain::referral::Stage::as_str))
             .bind($actor)
             .bind($note)
-            .bind(Value::to_string(&$data))
-            .bind(micros($at))
-            .bind(micros($at))
+            .bind(serde_json::Value::to_string(&$data))
+            .bind($crate::micros($at))
+            .bind($crate::micros($at))
             .execute($exec)
     };
 }
+pub(crate) use insert_event;
 
-fn signals_text(signals: &[ReviewSignal]) -> String {
+pub(crate) fn signals_text(signals: &[ReviewSignal]) -> String {
     signals.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
 }
 
-fn decision_data(d: &Decision) -> Value {
+pub(crate) fn decision_data(d: &Decision) -> Value {
     serde_json::to_value(d).unwrap_or(Value::Null)
 }
 
 impl ReferrerRow {
-    fn into_referrer(self) -> Result<Referrer> {
+    pub(crate) fn into_referrer(self) -> Result<Referrer> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("participant {}: {what}", self.participant_id));
         Ok(Referrer {
             participant: ParticipantId(self.participant_id),
@@ -529,158 +531,25 @@ impl Store {
         decide: impl Fn(&AttributionFacts) -> Result<Decision, NotAttributable>,
     ) -> Result<ReferralRecord, CreateReferralError> {
         let postgres = self.engine() == "postgres";
-        let email_norm = new.prospect.email.as_ref().map(Email::normalized);
-        let key = new.prospect.email.as_ref().map(person_key);
-        let registry_match = self
-            .is_known_customer(
-                email_norm.as_deref(),
-                new.registry_domain.as_deref(),
-                new.prospect.external_id.as_deref(),
-            )
-            .await?;
-        on_write!(self, p => {
-            let mut tx = p.begin().await?;
-            let row: Option<ReferrerRow> =
-                sqlx::query_as(FIND_REFERRER).bind(new.code.as_str()).fetch_optional(&mut *tx).await?;
-            let row = match row {
-                Some(r) if r.program_id == new.program_id.0 => r,
-                _ => return Err(CreateReferralError::UnknownCode(new.code.to_string())),
-            };
-            let enrollment_id = row.enrollment_id;
-            let referrer = row.into_referrer()?;
-            if let ReferralMail::Invite(invite) = mail {
-                if postgres {
-                    sqlx::query("SELECT id FROM participants WHERE id = $1 FOR UPDATE")
-                        .bind(referrer.participant.0)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let (sent,): (i64,) = sqlx::query_as(INVITES_SINCE)
-                    .bind(referrer.participant.0)
-                    .bind(new.program_id.0)
-                    .bind(micros(invite.since))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if sent >= i64::from(invite.limit) {
-                    return Err(CreateReferralError::RateLimited { limit: invite.limit });
-                }
-            }
-            let known: Option<(Uuid, Option<String>)> = match &email_norm {
-                Some(norm) => sqlx::query_as("SELECT id, team FROM participants WHERE email_norm = $1")
-                    .bind(norm)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-                None => None,
-            };
-            let prospect = Prospect {
-                email: new.prospect.email.clone(),
-                external_id: new.prospect.external_id.clone(),
-                participant: known.as_ref().map(|(id, _)| ParticipantId(*id)),
-                team: known.and_then(|(_, team)| team),
-            };
-            let (recent,): (i64,) = sqlx::query_as(RECENT_LEADS)
-                .bind(referrer.participant.0)
-                .bind(new.program_id.0)
-                .bind(micros(new.recent_since))
-                .fetch_one(&mut *tx)
-                .await?;
-            let mut facts = AttributionFacts {
-                referrer,
-                prospect,
-                registry_match,
-                holder: None,
-                recent_leads: u32::try_from(recent).unwrap_or(u32::MAX),
-            };
-            // Twice at most: a lost race shows the winner, who then holds.
-            let mut attempts = 0;
-            let decision = loop {
-                attempts += 1;
-                let holder: Option<(Uuid, String)> = sqlx::query_as(FIND_HOLDER)
-                    .bind(new.program_id.0)
-                    .bind(key.as_deref())
-                    .bind(new.prospect.external_id.as_deref())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                facts.holder = holder
-                    .map(|(id, status)| -> Result<Holder> {
-                        let status = Status::parse(&status)
-                            .ok_or_else(|| StoreError::Corrupt(format!("referral {id}: status")))?;
-                        Ok(Holder { referral: ReferralId(id), status })
-                    })
-                    .transpose()?;
-                let decision = decide(&facts).map_err(CreateReferralError::NotAttributable)?;
-                let inserted = sqlx::query(INSERT_REFERRAL)
-                    .bind(new.id.0)
-                    .bind(new.program_id.0)
-                    .bind(new.program_version_id.0)
-                    .bind(enrollment_id)
-                    .bind(facts.referrer.participant.0)
-                    .bind(new.code.as_str())
-                    .bind(new.source.as_str())
-                    .bind(new.prospect.email.as_ref().map(Email::as_str))
-                    .bind(email_norm.as_deref())
-                    .bind(key.as_deref())
-                    .bind(new.prospect.name.as_deref())
-                    .bind(new.prospect.company.as_deref())
-                    .bind(new.prospect.phone.as_deref())
-                    .bind(new.prospect.external_id.as_deref())
-                    .bind(new.consent.as_ref().map(|c| c.text.as_str()))
-                    .bind(new.consent.as_ref().map(|c| micros(c.at)))
-                    .bind(new.note.as_deref())
-                    .bind(decision.status.as_str())
-                    .bind(decision.rejection_reason.map(RejectionReason::as_str))
-                    .bind(signals_text(&decision.review_signals))
-                    .bind(decision.holder.map(|h| h.0))
-                    .bind(&decision.explanation)
-                    .bind(micros(new.now))
-                    .execute(&mut *tx)
-                    .await?;
-                if inserted.rows_affected() == 1 {
-                    break decision;
-                }
-                tracing::debug!(referral = %new.id, "another referral took the prospect meanwhile; deciding again");
-                // Another transaction committed a holder since we looked (the
-                // partial unique index refused a second one): decide again.
-                if attempts >= 3 || !decision.status.holds_prospect() {
-                    return Err(StoreError::Conflict { constraint: "referrals_holder".into() }.into());
-                }
-            };
-            let created = json!({"source": new.source.as_str(), "code": new.code.as_str()});
-            insert_event!(&mut *tx, new.id, ReferralEventKind::Created, None::<Stage>, Some(Stage::New), &new.actor,
-                new.note.as_deref(), created, new.now).await?;
-            insert_event!(&mut *tx, new.id, ReferralEventKind::Decision, None::<Stage>, None::<Stage>, SYSTEM_ACTOR,
-                None::<&str>, decision_data(&decision), new.now).await?;
-            if decision.status.holds_prospect() && !matches!(mail, ReferralMail::None) {
-                let (name, email, slug): (String, String, String) = sqlx::query_as(REFERRER_AND_PROGRAM)
-                    .bind(facts.referrer.participant.0)
-                    .bind(new.program_id.0)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let payload = match mail {
-                    ReferralMail::Invite(invite) => new.prospect.email.as_ref().map(|to| MailPayload::Invite {
-                        to: to.as_str().to_string(),
-                        referrer_name: name,
-                        program: slug,
-                        code: new.code.as_str().to_string(),
-                        message: invite.message.clone(),
-                        unsubscribe_token: invite.unsubscribe_token.clone(),
-                    }),
-                    ReferralMail::LeadReceived => Some(MailPayload::LeadReceived {
-                        to: email,
-                        name,
-                        program: slug,
-                        prospect: prospect_label(&new.prospect),
-                    }),
-                    ReferralMail::None => None,
-                };
-                if let Some(payload) = payload {
-                    let payload = serde_json::to_value(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    crate::outbox::enqueue!(&mut *tx, new.id.0, crate::outbox::EMAIL, &payload, new.now).await?;
-                }
-            }
-            tx.commit().await?;
-        });
+        let registry_match = self.registry_match_for(new).await?;
+        on_write_tx!(self, tx, CreateReferralError => {
+            crate::referrals::create_referral_tx!(tx, postgres, new, mail, &decide, registry_match).await
+        })?;
         Ok(self.referral(new.id).await?)
+    }
+
+    /// What the customer registry knows of the prospect. Asked outside the
+    /// write transaction: the registry only grows, so the answer can only be
+    /// older than the transaction by the moments before it, as if the lead had
+    /// arrived that much earlier.
+    pub(crate) async fn registry_match_for(&self, new: &NewReferral) -> Result<Option<KnownBy>> {
+        let email_norm = new.prospect.email.as_ref().map(Email::normalized);
+        self.is_known_customer(
+            email_norm.as_deref(),
+            new.registry_domain.as_deref(),
+            new.prospect.external_id.as_deref(),
+        )
+        .await
     }
 
     /// A referral with its timeline.
@@ -773,28 +642,12 @@ impl Store {
                 .bind(stage.as_str())
                 .execute(&mut *tx)
                 .await?;
-            // A staff move to `won` counts like a `won` fact: the rewards follow.
-            if stage == Stage::Won && Status::parse(&status) == Some(Status::Active) {
-                crate::rewards::award_won!(tx, id, None, actor, now).await?;
-            }
-            // The referrer hears of each staff move on a referral that counts.
-            if Status::parse(&status).is_some_and(Status::holds_prospect) {
-                let row: StageMailRow = sqlx::query_as(STAGE_MAIL).bind(id.0).fetch_one(&mut *tx).await?;
-                let prospect = NewProspect {
-                    email: row.prospect_email.as_deref().and_then(|e| Email::parse(e).ok()),
-                    name: row.prospect_name,
-                    ..NewProspect::default()
-                };
-                let payload = MailPayload::StageUpdate {
-                    to: row.email,
-                    name: row.name,
-                    program: row.slug,
-                    prospect: prospect_label(&prospect),
-                    stage: to.as_str().to_string(),
-                };
-                let payload = serde_json::to_value(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                crate::outbox::enqueue!(&mut *tx, Uuid::now_v7(), crate::outbox::EMAIL, &payload, now).await?;
-            }
+            // A staff move counts like the fact it stands for: the rewards follow.
+            let cause = crate::rewards::AwardCause::staff_move(from, stage, &status);
+            crate::rewards::award!(tx, id, cause, actor, now).await?;
+            // The referrer hears of each staff move on a referral that counts, as
+            // their preference says.
+            crate::preferences::stage_mail!(tx, id, to, Uuid::now_v7(), now).await?;
             tx.commit().await?;
         });
         Ok(self.referral(id).await?)
@@ -977,30 +830,15 @@ impl Store {
 }
 
 /// The referrer's invites in a program since `$3` (rejected ones too).
-const INVITES_SINCE: &str = "SELECT COUNT(*) FROM referrals
+pub(crate) const INVITES_SINCE: &str = "SELECT COUNT(*) FROM referrals
      WHERE participant_id = $1 AND program_id = $2 AND source = 'invite' AND created_at >= $3";
 
 /// The referrer's name and email, and the program's slug, for mail.
-const REFERRER_AND_PROGRAM: &str = "SELECT pa.name, pa.email, g.slug FROM participants pa, programs g
+pub(crate) const REFERRER_AND_PROGRAM: &str = "SELECT pa.name, pa.email, g.slug FROM participants pa, programs g
      WHERE pa.id = $1 AND g.id = $2";
 
-#[derive(sqlx::FromRow)]
-struct StageMailRow {
-    name: String,
-    email: String,
-    slug: String,
-    prospect_email: Option<String>,
-    prospect_name: Option<String>,
-}
-
-const STAGE_MAIL: &str = "SELECT pa.name, pa.email, g.slug, r.prospect_email, r.prospect_name
-     FROM referrals r
-     JOIN participants pa ON pa.id = r.participant_id
-     JOIN programs g ON g.id = r.program_id
-     WHERE r.id = $1";
-
 /// The prospect as a referrer knows them: by name, else by email.
-fn prospect_label(p: &NewProspect) -> String {
+pub(crate) fn prospect_label(p: &NewProspect) -> String {
     match (&p.name, &p.email) {
         (Some(name), _) => name.clone(),
         (None, Some(email)) => email.as_str().to_string(),
@@ -1040,3 +878,169 @@ pub(crate) fn stage_inputs(events: &[ReferralEvent]) -> (Vec<Fact>, Vec<StaffMov
     }
     (facts, moves)
 }
+
+/// The body of [`Store::create_referral_with_mail`], run inside the caller's
+/// open write transaction `$tx` (a `signup` creates its referral and records
+/// itself in one). Evaluates to `Result<(), CreateReferralError>`.
+macro_rules! create_referral_tx {
+    ($tx:ident, $postgres:expr, $new:expr, $mail:expr, $decide:expr, $registry_match:expr) => {
+        async {
+            #[allow(unused_imports)]
+            use $crate::referrals::*;
+            use uuid::Uuid;
+            use vouch_domain::referral::{Holder, Prospect, RejectionReason, Stage, Status};
+            use vouch_domain::{Email, ParticipantId};
+            use $crate::{StoreError, micros, outbox::MailPayload};
+            let new: &NewReferral = $new;
+            let mail: &ReferralMail = $mail;
+            let postgres: bool = $postgres;
+            let decide = $decide;
+            let registry_match = $registry_match;
+            let email_norm = new.prospect.email.as_ref().map(Email::normalized);
+            let key = new.prospect.email.as_ref().map(vouch_domain::referral::person_key);
+            let row: Option<ReferrerRow> =
+                sqlx::query_as(FIND_REFERRER).bind(new.code.as_str()).fetch_optional(&mut *$tx).await?;
+            let row = match row {
+                Some(r) if r.program_id == new.program_id.0 => r,
+                _ => return Err(CreateReferralError::UnknownCode(new.code.to_string())),
+            };
+            let enrollment_id = row.enrollment_id;
+            let referrer = row.into_referrer()?;
+            if let ReferralMail::Invite(invite) = mail {
+                if postgres {
+                    sqlx::query("SELECT id FROM participants WHERE id = $1 FOR UPDATE")
+                        .bind(referrer.participant.0)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let (sent,): (i64,) = sqlx::query_as(INVITES_SINCE)
+                    .bind(referrer.participant.0)
+                    .bind(new.program_id.0)
+                    .bind(micros(invite.since))
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                if sent >= i64::from(invite.limit) {
+                    return Err(CreateReferralError::RateLimited { limit: invite.limit });
+                }
+            }
+            let known: Option<(Uuid, Option<String>)> = match &email_norm {
+                Some(norm) => sqlx::query_as("SELECT id, team FROM participants WHERE email_norm = $1")
+                    .bind(norm)
+                    .fetch_optional(&mut *$tx)
+                    .await?,
+                None => None,
+            };
+            let prospect = Prospect {
+                email: new.prospect.email.clone(),
+                external_id: new.prospect.external_id.clone(),
+                participant: known.as_ref().map(|(id, _)| ParticipantId(*id)),
+                team: known.and_then(|(_, team)| team),
+            };
+            let (recent,): (i64,) = sqlx::query_as(RECENT_LEADS)
+                .bind(referrer.participant.0)
+                .bind(new.program_id.0)
+                .bind(micros(new.recent_since))
+                .fetch_one(&mut *$tx)
+                .await?;
+            let referrer_ip_hashes =
+                crate::preferences::referrer_ip_hashes!(&mut *$tx, referrer.participant.0).await?;
+            let mut facts = AttributionFacts {
+                referrer,
+                prospect,
+                registry_match,
+                holder: None,
+                recent_leads: u32::try_from(recent).unwrap_or(u32::MAX),
+                referrer_ip_hashes,
+            };
+            // Twice at most: a lost race shows the winner, who then holds.
+            let mut attempts = 0;
+            let decision = loop {
+                attempts += 1;
+                let holder: Option<(Uuid, String)> = sqlx::query_as(FIND_HOLDER)
+                    .bind(new.program_id.0)
+                    .bind(key.as_deref())
+                    .bind(new.prospect.external_id.as_deref())
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                facts.holder = holder
+                    .map(|(id, status)| -> Result<Holder> {
+                        let status = Status::parse(&status)
+                            .ok_or_else(|| StoreError::Corrupt(format!("referral {id}: status")))?;
+                        Ok(Holder { referral: ReferralId(id), status })
+                    })
+                    .transpose()?;
+                let decision = decide(&facts).map_err(CreateReferralError::NotAttributable)?;
+                let inserted = sqlx::query(INSERT_REFERRAL)
+                    .bind(new.id.0)
+                    .bind(new.program_id.0)
+                    .bind(new.program_version_id.0)
+                    .bind(enrollment_id)
+                    .bind(facts.referrer.participant.0)
+                    .bind(new.code.as_str())
+                    .bind(new.source.as_str())
+                    .bind(new.prospect.email.as_ref().map(Email::as_str))
+                    .bind(email_norm.as_deref())
+                    .bind(key.as_deref())
+                    .bind(new.prospect.name.as_deref())
+                    .bind(new.prospect.company.as_deref())
+                    .bind(new.prospect.phone.as_deref())
+                    .bind(new.prospect.external_id.as_deref())
+                    .bind(new.consent.as_ref().map(|c| c.text.as_str()))
+                    .bind(new.consent.as_ref().map(|c| micros(c.at)))
+                    .bind(new.note.as_deref())
+                    .bind(decision.status.as_str())
+                    .bind(decision.rejection_reason.map(RejectionReason::as_str))
+                    .bind(signals_text(&decision.review_signals))
+                    .bind(decision.holder.map(|h| h.0))
+                    .bind(&decision.explanation)
+                    .bind(micros(new.now))
+                    .execute(&mut *$tx)
+                    .await?;
+                if inserted.rows_affected() == 1 {
+                    break decision;
+                }
+                tracing::debug!(referral = %new.id, "another referral took the prospect meanwhile; deciding again");
+                // Another transaction committed a holder since we looked (the
+                // partial unique index refused a second one): decide again.
+                if attempts >= 3 || !decision.status.holds_prospect() {
+                    return Err(StoreError::Conflict { constraint: "referrals_holder".into() }.into());
+                }
+            };
+            let created = json!({"source": new.source.as_str(), "code": new.code.as_str()});
+            $crate::referrals::insert_event!(&mut *$tx, new.id, ReferralEventKind::Created, None::<Stage>, Some(Stage::New), &new.actor,
+                new.note.as_deref(), created, new.now).await?;
+            $crate::referrals::insert_event!(&mut *$tx, new.id, ReferralEventKind::Decision, None::<Stage>, None::<Stage>, SYSTEM_ACTOR,
+                None::<&str>, decision_data(&decision), new.now).await?;
+            if decision.status.holds_prospect() && !matches!(mail, ReferralMail::None) {
+                let (name, email, slug): (String, String, String) = sqlx::query_as(REFERRER_AND_PROGRAM)
+                    .bind(facts.referrer.participant.0)
+                    .bind(new.program_id.0)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                let payload = match mail {
+                    ReferralMail::Invite(invite) => new.prospect.email.as_ref().map(|to| MailPayload::Invite {
+                        to: to.as_str().to_string(),
+                        referrer_name: name,
+                        program: slug,
+                        code: new.code.as_str().to_string(),
+                        message: invite.message.clone(),
+                        unsubscribe_token: invite.unsubscribe_token.clone(),
+                    }),
+                    ReferralMail::LeadReceived => Some(MailPayload::LeadReceived {
+                        to: email,
+                        name,
+                        program: slug,
+                        prospect: prospect_label(&new.prospect),
+                    }),
+                    ReferralMail::None => None,
+                };
+                if let Some(payload) = payload {
+                    let payload = serde_json::to_value(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    crate::outbox::enqueue!(&mut *$tx, new.id.0, crate::outbox::EMAIL, &payload, new.now).await?;
+                }
+            }
+            Ok::<(), CreateReferralError>(())
+        }
+    };
+}
+pub(crate) use create_referral_tx;

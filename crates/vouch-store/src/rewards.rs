@@ -1,32 +1,45 @@
-//! The rewards ledger: rewards created when a referral is won, and reading them.
+//! The rewards ledger: rewards created when a referral earns them, and reading them.
 //!
-//! [`award_won!`] runs inside the transaction that moved the referral to `won`
-//! (`record_fact`, with the referral's row locked) or that supplies the units a
-//! `won` lacked (`Store::supply_units`). It judges the referral by the program
-//! version it was created under and creates, for each rule triggered by `won`,
-//! at most one reward (the unique index on referral, rule, beneficiary and
-//! occurrence; a repeat changes nothing). A per-unit rule without units creates
-//! nothing and sets the referral's `units_missing` flag.
+//! [`award!`] runs inside the transaction that changed the referral (with its
+//! row locked): `record_fact`, a staff move (`move_stage`), or staff sending the
+//! units a `won` lacked (`Store::supply_units`). It judges the referral by the
+//! program version it was created under and creates, for each rule whose trigger
+//! was reached — `qualified` (a `won` that skipped it counts), `won`, each
+//! `payment` of a won referral — at most one reward per trigger occurrence
+//! (`qualified`, `won`, or the payment fact's id; the unique index on referral,
+//! rule, beneficiary and occurrence makes a repeat change nothing). Only
+//! `active` referrals earn. A per-unit rule without units creates nothing and
+//! sets the referral's `units_missing` flag.
 //!
-//! A staff move to `won` (`move_stage`) awards like a `won` fact. Per-unit rules
-//! take the referrer's row lock first, so two of their referrals won at once are
-//! priced one after the other.
+//! Caps (`max_per_referral`, `max_per_beneficiary`) reduce a reward to what is
+//! left, possibly zero: a zero reward is stored all the same, with a sentence
+//! saying which cap was reached, so the occurrence is recorded once and
+//! explained.
 //!
-//! Not yet here: caps (except a percentage's per-referral maximum), rules
-//! triggered by `qualified` or `payment`, re-pricing when a late `won` lands
-//! before rewards already made, a referral accepted from review after its `won`,
-//! releasing holds.
+//! Per-unit rewards are priced in contract-date order among the referrer's
+//! rewards under the rule, never in order of arrival: a late `won` with an
+//! earlier contract date prices the rewards after it again
+//! ([`reprice_referrer!`], also for callers that void a per-unit reward). A
+//! pending reward is updated (its history records the old and new amount); an
+//! approved or paid one is never edited — the difference becomes a `reprice`
+//! entry in `reward_adjustments`. Awarding takes the referrer's row lock first
+//! when tiers or a per-person cap count their other rewards, so two of their
+//! referrals are rewarded one after the other.
+//!
+//! Not yet here: a referral accepted from review after its `won`, releasing holds.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use uuid::Uuid;
 use vouch_domain::program::{
-    Approval, Beneficiary, Computation, HoldStart, PercentOf, ProgramDefinition, RewardKind, RewardRule,
+    Approval, Beneficiary, Computation, HoldStart, PercentOf, ProgramDefinition, RewardKind, RewardRule, Trigger,
 };
+use vouch_domain::referral::{FactKind, Stage, Status};
 use vouch_domain::reward::{
-    EarlierReward, ReferralKey, YearLabel, counting_date, explain_flat, explain_per_unit, explain_percentage, flat,
-    percentage, price_units, prior_total, release_at,
+    CapUse, HeldReward, InOrder, ReferralKey, UnitCaps, YearLabel, apply_caps, counting_date, delta, earned_in_period,
+    explain_cap, explain_flat, explain_percentage, explain_reprice, flat, percentage, price_in_order, release_at,
+    within_payment_window,
 };
 use vouch_domain::{Currency, Money, ParticipantId, ProgramId, ProgramVersionId, ReferralId};
 
@@ -175,12 +188,6 @@ impl TryFrom<RewardRow> for RewardRecord {
     }
 }
 
-/// The referral as awarding needs it.
-pub(crate) struct AwardReferral {
-    pub id: ReferralId,
-    pub definition: ProgramDefinition,
-}
-
 /// What the referral's `won` facts say: when it was first won, and the first
 /// units, contract date and value reported.
 pub(crate) struct WonInputs {
@@ -190,23 +197,131 @@ pub(crate) struct WonInputs {
     pub value: Option<(i64, String)>,
 }
 
+/// What just happened to a referral, as far as its rewards care: the stage it
+/// was at and is at now, whether it counts, the fact that caused it (none for a
+/// staff action) and the units staff sent for a `won` that lacked them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AwardCause {
+    pub before: Stage,
+    pub after: Stage,
+    pub active: bool,
+    pub fact: Option<FactKind>,
+    pub units: Option<i64>,
+}
+
+impl AwardCause {
+    /// A fact recorded for the referral.
+    pub(crate) fn fact(before: Stage, after: Stage, status: Status, kind: FactKind) -> Self {
+        Self { before, after, active: status == Status::Active, fact: Some(kind), units: None }
+    }
+
+    /// A staff move; `status` as stored.
+    pub(crate) fn staff_move(before: Stage, after: Stage, status: &str) -> Self {
+        Self { before, after, active: Status::parse(status) == Some(Status::Active), fact: None, units: None }
+    }
+
+    /// Staff sending the units a `won` lacked (the referral is won and waiting).
+    pub(crate) fn units(units: i64) -> Self {
+        Self { before: Stage::Won, after: Stage::Won, active: true, fact: None, units: Some(units) }
+    }
+
+    fn changed(&self) -> bool {
+        self.before != self.after
+    }
+
+    /// Rules triggered by `qualified`: a referral that reached `qualified` or
+    /// beyond (a `won` that skipped it counts; `churned` comes after `won`).
+    fn qualified(&self) -> bool {
+        matches!(self.after, Stage::Qualified | Stage::Won | Stage::Churned)
+            && (self.changed() || matches!(self.fact, Some(FactKind::Qualified | FactKind::Won)))
+    }
+
+    /// Rules triggered by `won`; a repeated `won` may bring the units the first lacked.
+    fn won(&self) -> bool {
+        self.after == Stage::Won && (self.changed() || self.fact == Some(FactKind::Won) || self.units.is_some())
+    }
+
+    /// Rules triggered by each `payment` of a won referral; a payment that came
+    /// before the `won` is paid for when the `won` arrives.
+    fn payments(&self) -> bool {
+        self.after == Stage::Won && (self.changed() || self.fact == Some(FactKind::Payment))
+    }
+
+    pub(crate) fn triggers(&self, trigger: Trigger) -> bool {
+        self.active
+            && match trigger {
+                Trigger::Qualified => self.qualified(),
+                Trigger::Won => self.won(),
+                Trigger::Payment => self.payments(),
+            }
+    }
+
+    /// Whether any rule could be earned now: cheap, before reading anything.
+    pub(crate) fn any(&self) -> bool {
+        [Trigger::Qualified, Trigger::Won, Trigger::Payment].into_iter().any(|t| self.triggers(t))
+    }
+}
+
 /// occurred_at, units, contract_date, value_minor, value_currency; oldest first.
 pub(crate) type WonFactRow = (i64, Option<i64>, Option<String>, Option<i64>, Option<String>);
 
 pub(crate) const SELECT_WON_FACTS: &str = "SELECT occurred_at, units, contract_date, value_minor, value_currency
      FROM facts WHERE referral_id = $1 AND type = 'won' ORDER BY occurred_at, recorded_at, id";
 
+/// id, occurred_at, value_minor, value_currency; oldest first.
+pub(crate) type PaymentRow = (Uuid, i64, Option<i64>, Option<String>);
+
+pub(crate) const SELECT_PAYMENTS: &str = "SELECT id, occurred_at, value_minor, value_currency
+     FROM facts WHERE referral_id = $1 AND type = 'payment' ORDER BY occurred_at, recorded_at, id";
+
+/// When the referral first qualified, as far as facts tell (a `won` qualifies too).
+pub(crate) const SELECT_QUALIFIED_AT: &str = "SELECT occurred_at FROM facts
+     WHERE referral_id = $1 AND type IN ('qualified', 'won') ORDER BY occurred_at, recorded_at, id LIMIT 1";
+
 pub(crate) const SELECT_AWARD_REFERRAL: &str = "SELECT r.program_id, r.program_version_id, r.participant_id,
         v.definition
      FROM referrals r JOIN program_versions v ON v.id = r.program_version_id WHERE r.id = $1";
 
-/// referral_id, units, counting_date, won_at
-pub(crate) type EarlierRow = (Uuid, i64, String, i64);
+pub(crate) const SELECT_OCCURRENCE: &str = "SELECT id FROM rewards
+     WHERE referral_id = $1 AND rule_id = $2 AND beneficiary = $3 AND occurrence = $4";
 
-/// The beneficiary's non-voided per-unit rewards under the rule, in the program.
-pub(crate) const SELECT_EARLIER: &str = "SELECT referral_id, units, counting_date, won_at FROM rewards
+/// What the referral earned under the rule so far (for its per-referral cap).
+pub(crate) const SELECT_EARNED_ON_REFERRAL: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM rewards
+     WHERE referral_id = $1 AND rule_id = $2 AND beneficiary = $3 AND status <> 'voided'";
+
+/// counting_date, amount_minor of a referrer's non-voided rewards under the rule
+/// (for their per-beneficiary cap).
+pub(crate) const SELECT_EARNED_BY_REFERRER: &str = "SELECT counting_date, amount_minor FROM rewards
      WHERE program_id = $1 AND rule_id = $2 AND participant_id = $3 AND beneficiary = 'referrer'
-       AND status <> 'voided' AND units IS NOT NULL AND counting_date IS NOT NULL AND won_at IS NOT NULL";
+       AND status <> 'voided' AND counting_date IS NOT NULL";
+
+/// The same for a referee, who is known by their referral.
+pub(crate) const SELECT_EARNED_BY_REFEREE: &str = "SELECT counting_date, amount_minor FROM rewards
+     WHERE referral_id = $1 AND rule_id = $2 AND beneficiary = 'referee'
+       AND status <> 'voided' AND counting_date IS NOT NULL";
+
+/// id, referral_id, units, counting_date, won_at, status, amount_minor, the
+/// sum of its re-price adjustments (with the amount, what the reward comes to
+/// now), explanation.
+pub(crate) type HeldRow = (Uuid, Uuid, i64, String, i64, String, i64, i64, String);
+
+/// The referrer's non-voided per-unit rewards under the rule, in the program.
+pub(crate) const SELECT_HELD: &str = "SELECT r.id, r.referral_id, r.units, r.counting_date, r.won_at, r.status,
+        r.amount_minor,
+        CAST(COALESCE((SELECT SUM(a.amount_minor) FROM reward_adjustments a
+                        WHERE a.reward_id = r.id AND a.kind = 'reprice'), 0) AS BIGINT),
+        r.explanation
+     FROM rewards r
+     WHERE r.program_id = $1 AND r.rule_id = $2 AND r.participant_id = $3 AND r.beneficiary = 'referrer'
+       AND r.status <> 'voided' AND r.units IS NOT NULL AND r.counting_date IS NOT NULL AND r.won_at IS NOT NULL";
+
+pub(crate) const UPDATE_PENDING_PRICE: &str = "UPDATE rewards SET amount_minor = $2, explanation = $3, updated_at = $4
+     WHERE id = $1 AND status = 'pending'";
+
+pub(crate) const INSERT_ADJUSTMENT: &str = "INSERT INTO reward_adjustments (id, reward_id, amount_minor, currency,
+        kind, cause, explanation, actor, at)
+     VALUES ($1, $2, $3, $4, 'reprice', $5, $6, $7, $8)
+     ON CONFLICT DO NOTHING";
 
 /// A no-op write that takes the referrer's row lock.
 pub(crate) const LOCK_REFERRER: &str = "UPDATE participants SET name = name WHERE id = $1";
@@ -226,16 +341,87 @@ pub(crate) fn won_inputs(rows: &[WonFactRow], units_override: Option<i64>, now: 
         Some(r) => timestamp(r.0)?,
         None => now,
     };
-    let contract_date = rows
-        .iter()
-        .find_map(|r| r.2.as_deref())
-        .map(|d| d.parse::<Date>().map_err(|e| StoreError::Corrupt(format!("contract date {d}: {e}"))))
-        .transpose()?;
+    let contract_date = rows.iter().find_map(|r| r.2.as_deref()).map(parse_date).transpose()?;
     Ok(WonInputs {
         won_at,
         units: units_override.or_else(|| rows.iter().find_map(|r| r.1)),
         contract_date,
         value: rows.iter().find_map(|r| r.3.zip(r.4.clone())),
+    })
+}
+
+fn parse_date(d: &str) -> Result<Date> {
+    d.parse::<Date>().map_err(|e| StoreError::Corrupt(format!("date {d}: {e}")))
+}
+
+/// One occurrence of a rule's trigger: `won`, `qualified`, or one payment.
+pub(crate) struct Occurrence {
+    /// What the unique index knows it by: `won`, `qualified`, or the payment fact's id.
+    pub name: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The date the reward counts on: the contract date for `won`, else the day
+    /// it happened in the program's time zone.
+    pub date: Date,
+    /// The payment's value (minor units, currency code).
+    pub value: Option<(i64, String)>,
+    /// For a payment: within the rule's months of the first payment.
+    pub in_window: bool,
+}
+
+/// The occurrences of `rule`'s trigger the referral has had.
+pub(crate) fn occurrences(
+    rule: &RewardRule,
+    inputs: &WonInputs,
+    qualified_at: Timestamp,
+    payments: &[PaymentRow],
+    tz: &TimeZone,
+) -> Result<Vec<Occurrence>> {
+    let day = |at: Timestamp| counting_date(None, at, tz);
+    Ok(match rule.trigger {
+        Trigger::Qualified => {
+            vec![Occurrence {
+                name: "qualified".into(),
+                at: qualified_at,
+                date: day(qualified_at),
+                value: None,
+                in_window: true,
+            }]
+        }
+        Trigger::Won => vec![Occurrence {
+            name: "won".into(),
+            at: inputs.won_at,
+            date: counting(inputs, tz),
+            value: inputs.value.clone(),
+            in_window: true,
+        }],
+        Trigger::Payment => {
+            let months = match &rule.computation {
+                Computation::Percentage(p) => match p.of {
+                    PercentOf::Payments { months } => Some(months),
+                    PercentOf::ContractValue => None,
+                },
+                _ => None,
+            };
+            let first = payments.first().map(|p| timestamp(p.1)).transpose()?;
+            payments
+                .iter()
+                .map(|(id, at, minor, currency)| {
+                    let at = timestamp(*at)?;
+                    let in_window = match (months, first) {
+                        (Some(m), Some(first)) => within_payment_window(first, m, at, tz).map_err(reward_error)?,
+                        _ => true,
+                    };
+                    Ok(Occurrence {
+                        name: id.to_string(),
+                        at,
+                        date: day(at),
+                        value: minor.zip(currency.clone()),
+                        in_window,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
     })
 }
 
@@ -255,13 +441,20 @@ pub(crate) enum Plan {
     Reward(PlannedReward),
     /// A per-unit rule without units.
     UnitsMissing,
-    /// Nothing to compute (a percentage without a contract value).
+    /// Nothing to compute (a percentage without a value in the program's
+    /// currency, a payment outside the rule's months).
     Nothing,
 }
 
-/// Whether the rule needs the beneficiary's earlier rewards.
+/// Whether the rule prices against the beneficiary's other rewards (tiers).
 pub(crate) fn needs_earlier(rule: &RewardRule) -> bool {
     matches!(rule.computation, Computation::PerUnit(_)) && rule.beneficiary == Beneficiary::Referrer
+}
+
+/// Whether awarding the rule must take the referrer's row lock: tiers or a
+/// per-beneficiary cap count their other rewards.
+pub(crate) fn needs_lock(rule: &RewardRule) -> bool {
+    rule.beneficiary == Beneficiary::Referrer && (needs_earlier(rule) || rule.caps.per_beneficiary.is_some())
 }
 
 fn reward_error(e: vouch_domain::reward::RewardError) -> StoreError {
@@ -273,63 +466,153 @@ pub(crate) fn counting(inputs: &WonInputs, tz: &TimeZone) -> Date {
     counting_date(inputs.contract_date, inputs.won_at, tz)
 }
 
-/// Computes what `rule` pays for the won referral.
+/// One of the referrer's held per-unit rewards: as the domain prices it, and as stored.
+pub(crate) struct Held {
+    pub held: HeldReward,
+    pub id: Uuid,
+    pub status: RewardStatus,
+    /// The amount with its re-price adjustments.
+    pub comes_to: i64,
+    pub explanation: String,
+}
+
+pub(crate) fn held_rewards(rows: &[HeldRow]) -> Result<Vec<Held>> {
+    rows.iter()
+        .map(|(id, referral, units, date, won_at, status, amount, adjusted, explanation)| {
+            let key = ReferralKey {
+                contract_date: parse_date(date)?,
+                won_at: timestamp(*won_at)?,
+                referral: ReferralId(*referral),
+            };
+            let units = u32::try_from(*units).map_err(|_| StoreError::Corrupt(format!("units {units}")))?;
+            let status =
+                RewardStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("reward {id}: status")))?;
+            let comes_to =
+                amount.checked_add(*adjusted).ok_or_else(|| StoreError::Corrupt(format!("reward {id}: amount")))?;
+            Ok(Held { held: HeldReward { key, units }, id: *id, status, comes_to, explanation: explanation.clone() })
+        })
+        .collect()
+}
+
+/// What one earlier reward of the beneficiary needs after a re-price.
+pub(crate) enum Reprice {
+    /// A pending reward takes the new amount and sentence; the reason goes on its history.
+    Update { reward: Uuid, amount: Money, explanation: String, reason: String },
+    /// An approved or paid one keeps its amount: the difference is an adjustment.
+    Adjust { reward: Uuid, delta: Money, explanation: String },
+}
+
+/// Prices the referrer's per-unit rewards under `rule` in order and says what
+/// changes for each of them.
+pub(crate) fn reprices(rule: &RewardRule, currency: Currency, rows: &[HeldRow]) -> Result<Vec<Reprice>> {
+    let Computation::PerUnit(per_unit) = &rule.computation else {
+        return Ok(Vec::new());
+    };
+    let held = held_rewards(rows)?;
+    let list: Vec<HeldReward> = held.iter().map(|h| h.held).collect();
+    let caps = UnitCaps::new(rule.caps.per_referral_minor, rule.caps.per_beneficiary, currency);
+    let priced = price_in_order(per_unit, caps, currency, &list).map_err(reward_error)?;
+    let mut out = Vec::new();
+    for (h, should) in held.iter().zip(priced) {
+        let now = Money::new(h.comes_to, currency);
+        // A pending reward's sentence follows its count even when the amount
+        // stays (an earlier referral moved it within the same tier).
+        let pending = h.status == RewardStatus::Pending;
+        if now == should.amount && !(pending && h.explanation != should.explanation) {
+            continue;
+        }
+        let sentence = explain_reprice(now, &should).map_err(reward_error)?;
+        match h.status {
+            RewardStatus::Pending => out.push(Reprice::Update {
+                reward: h.id,
+                amount: should.amount,
+                explanation: should.explanation,
+                reason: sentence,
+            }),
+            RewardStatus::Approved | RewardStatus::Paid if now != should.amount => out.push(Reprice::Adjust {
+                reward: h.id,
+                delta: delta(now, should.amount).map_err(reward_error)?,
+                explanation: sentence,
+            }),
+            RewardStatus::Approved | RewardStatus::Paid | RewardStatus::Voided => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What caps need to know about the beneficiary's earlier rewards.
+pub(crate) struct CapInputs {
+    /// Earned on this referral under the rule, for the same beneficiary.
+    pub on_referral: i64,
+    /// (date, amount) of the beneficiary's non-voided rewards under the rule.
+    pub by_beneficiary: Vec<(String, i64)>,
+}
+
+/// Computes what `rule` pays for one occurrence of its trigger. A per-unit
+/// rule's price comes from `in_order` (see [`price_in_order`]).
 pub(crate) fn plan_reward(
     rule: &RewardRule,
-    referral: &AwardReferral,
+    definition: &ProgramDefinition,
     inputs: &WonInputs,
-    earlier: &[EarlierRow],
+    occurrence: &Occurrence,
+    caps: &CapInputs,
+    in_order: Option<InOrder>,
     tz: &TimeZone,
 ) -> Result<Plan> {
-    let currency = referral.definition.currency();
-    let this_date = counting(inputs, tz);
+    let currency = definition.currency();
+    if !occurrence.in_window {
+        return Ok(Plan::Nothing);
+    }
+    let per_beneficiary = || -> Result<Option<(CapUse, YearLabel)>> {
+        let Some(cap) = rule.caps.per_beneficiary else {
+            return Ok(None);
+        };
+        let earned = caps
+            .by_beneficiary
+            .iter()
+            .map(|(d, m)| Ok((parse_date(d)?, Money::new(*m, currency))))
+            .collect::<Result<Vec<_>>>()?;
+        let max = Money::new(cap.amount_minor, currency);
+        Ok(Some(earned_in_period(cap.period, max, occurrence.date, &earned).map_err(reward_error)?))
+    };
+    let per_referral = rule
+        .caps
+        .per_referral_minor
+        .map(|max| CapUse { max: Money::new(max, currency), earned: Money::new(caps.on_referral, currency) });
     let (amount, plan, months, units, explanation) = match &rule.computation {
         Computation::Flat { amount_minor } => {
             let amount = flat(Money::new(*amount_minor, currency)).map_err(reward_error)?;
-            (amount, None, None, None, explain_flat(amount))
+            let capped = apply_caps(amount, per_referral, per_beneficiary()?).map_err(reward_error)?;
+            (capped.amount, None, None, None, format!("{}{}", explain_flat(amount), explain_cap(&capped)))
         }
-        Computation::PerUnit(per_unit) => {
+        Computation::PerUnit(_) => {
             let Some(units) = inputs.units else {
                 return Ok(Plan::UnitsMissing);
             };
-            let units32 = u32::try_from(units).map_err(|_| StoreError::Corrupt(format!("units {units}")))?;
-            let this = ReferralKey { contract_date: this_date, won_at: inputs.won_at, referral: referral.id };
-            let others = earlier
-                .iter()
-                .map(|(id, units, date, won_at)| {
-                    Ok(EarlierReward {
-                        key: ReferralKey {
-                            contract_date: date
-                                .parse::<Date>()
-                                .map_err(|e| StoreError::Corrupt(format!("counting date {date}: {e}")))?,
-                            won_at: timestamp(*won_at)?,
-                            referral: ReferralId(*id),
-                        },
-                        units: u32::try_from(*units).map_err(|_| StoreError::Corrupt(format!("units {units}")))?,
-                        voided: false,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let placement = prior_total(per_unit.period, this, &others).map_err(reward_error)?;
-            let priced = price_units(&per_unit.tiers, per_unit.tier_policy, placement.prior_total, units32, currency)
-                .map_err(reward_error)?;
-            let explanation =
-                explain_per_unit(&per_unit.unit, &priced, YearLabel::new(per_unit.period, placement.start));
-            (priced.amount, None, None, Some(units), explanation)
+            let priced = in_order.ok_or_else(|| StoreError::Corrupt("per-unit reward priced out of order".into()))?;
+            (priced.amount, None, None, Some(units), priced.explanation)
         }
         Computation::Percentage(p) => {
-            let (PercentOf::ContractValue, Some((minor, code))) = (p.of, inputs.value.as_ref()) else {
+            let Some((minor, code)) = occurrence.value.as_ref() else {
                 return Ok(Plan::Nothing);
             };
-            let Ok(base_currency) = Currency::parse(code) else {
-                return Ok(Plan::Nothing);
-            };
-            if base_currency != currency {
+            if Currency::parse(code).ok() != Some(currency) {
                 return Ok(Plan::Nothing);
             }
-            let max = rule.caps.per_referral_minor.map(|m| Money::new(m, currency));
-            let priced = percentage(p.percent, Money::new(*minor, currency), max).map_err(reward_error)?;
-            (priced.amount, None, None, None, explain_percentage(&priced, p.of))
+            let base = Money::new(*minor, currency);
+            // The contract value's percentage keeps its own maximum (one reward
+            // per referral); payments share the maximum across the referral's
+            // payment rewards.
+            let (priced, per_referral) = match p.of {
+                PercentOf::ContractValue => {
+                    let max = rule.caps.per_referral_minor.map(|m| Money::new(m, currency));
+                    (percentage(p.percent, base, max).map_err(reward_error)?, None)
+                }
+                PercentOf::Payments { .. } => (percentage(p.percent, base, None).map_err(reward_error)?, per_referral),
+            };
+            let capped = apply_caps(priced.amount, per_referral, per_beneficiary()?).map_err(reward_error)?;
+            let explanation = format!("{}{}", explain_percentage(&priced, p.of), explain_cap(&capped));
+            (capped.amount, None, None, None, explanation)
         }
         Computation::PlanUpgrade { plan, months } => {
             let explanation = format!("{months} months of the {plan} plan");
@@ -338,10 +621,10 @@ pub(crate) fn plan_reward(
     };
     let (status, release) = match &rule.hold {
         Some(hold) => {
-            let won_day = counting_date(None, inputs.won_at, tz);
             let start = match hold.after {
-                HoldStart::ContractDate => this_date,
-                HoldStart::Won | HoldStart::Event => won_day,
+                HoldStart::ContractDate => occurrence.date,
+                HoldStart::Won => counting_date(None, inputs.won_at, tz),
+                HoldStart::Event => counting_date(None, occurrence.at, tz),
             };
             let at = release_at(start, hold.months, hold.days, tz).map_err(reward_error)?;
             (RewardStatus::Pending, Some(at))
@@ -363,92 +646,304 @@ pub(crate) fn plan_reward(
     }))
 }
 
-/// Creates the rewards of the rules triggered by `won` for `$referral`, inside
-/// the open transaction `$tx`, and sets the referral's `units_missing` flag.
-/// `$units` overrides the units of the `won` facts (staff sending them later).
-/// Evaluates to `Result<Awarded, StoreError>`.
-macro_rules! award_won {
-    ($tx:expr, $referral:expr, $units:expr, $actor:expr, $now:expr) => {
+/// Prices the referrer's per-unit rewards under `$rule` again, in contract-date
+/// order, inside the open transaction `$tx` (which should hold the referrer's
+/// row lock, [`LOCK_REFERRER`]): a pending reward whose price changed is updated
+/// and its history records the old and new amount; an approved or paid one is
+/// never edited, the difference becomes a `reprice` entry in
+/// `reward_adjustments`, once per `$cause` (the referral or fact id that caused
+/// it, or a voided reward's id). Call it after anything that changes which
+/// rewards count — a late `won`, a void — with the rule of the version in force.
+/// `$program`, `$participant`: `Uuid`s; `$rule`: `&RewardRule`; `$currency`:
+/// the program's. Rules that are not per-unit change nothing. Evaluates to
+/// `Result<u32, StoreError>`: how many rewards were re-priced or adjusted.
+macro_rules! reprice_referrer {
+    ($tx:expr, $program:expr, $rule:expr, $currency:expr, $participant:expr, $cause:expr, $actor:expr, $now:expr) => {
+        async {
+            use $crate::rewards::*;
+            let rule: &vouch_domain::program::RewardRule = $rule;
+            let (program, participant): (uuid::Uuid, uuid::Uuid) = ($program, $participant);
+            let (cause, actor, now): (&str, &str, jiff::Timestamp) = ($cause, $actor, $now);
+            let mut changed = 0u32;
+            if needs_earlier(rule) {
+                let rows: Vec<HeldRow> = sqlx::query_as(SELECT_HELD)
+                    .bind(program)
+                    .bind(rule.id.as_str())
+                    .bind(participant)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                for change in reprices(rule, $currency, &rows)? {
+                    match change {
+                        Reprice::Update { reward, amount, explanation, reason } => {
+                            let updated = sqlx::query(UPDATE_PENDING_PRICE)
+                                .bind(reward)
+                                .bind(amount.amount_minor)
+                                .bind(&explanation)
+                                .bind($crate::micros(now))
+                                .execute(&mut *$tx)
+                                .await?
+                                .rows_affected();
+                            if updated == 1 {
+                                changed += 1;
+                                sqlx::query(INSERT_REWARD_EVENT)
+                                    .bind(uuid::Uuid::now_v7())
+                                    .bind(reward)
+                                    .bind(Some("pending"))
+                                    .bind("pending")
+                                    .bind(actor)
+                                    .bind(Some(reason.as_str()))
+                                    .bind($crate::micros(now))
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                        }
+                        Reprice::Adjust { reward, delta, explanation } => {
+                            changed += sqlx::query(INSERT_ADJUSTMENT)
+                                .bind(uuid::Uuid::now_v7())
+                                .bind(reward)
+                                .bind(delta.amount_minor)
+                                .bind(delta.currency.code())
+                                .bind(cause)
+                                .bind(&explanation)
+                                .bind(actor)
+                                .bind($crate::micros(now))
+                                .execute(&mut *$tx)
+                                .await?
+                                .rows_affected() as u32;
+                        }
+                    }
+                }
+            }
+            Ok::<u32, $crate::StoreError>(changed)
+        }
+    };
+}
+pub(crate) use reprice_referrer;
+
+/// program_id, rule_id, participant_id, beneficiary, the version's definition.
+pub(crate) type VoidedRow = (Uuid, String, Option<Uuid>, String, String);
+
+pub(crate) const SELECT_VOIDED: &str = "SELECT r.program_id, r.rule_id, r.participant_id, r.beneficiary, v.definition
+     FROM rewards r JOIN program_versions v ON v.id = r.program_version_id WHERE r.id = $1";
+
+/// After `$reward` (a `Uuid`) was voided inside the open transaction `$tx`:
+/// its units no longer count, so the referrer's other per-unit rewards under
+/// its rule are priced again ([`reprice_referrer!`], with the voided reward's
+/// id as the cause), under the rule of the version the voided reward was made
+/// under. Takes the referrer's row lock. Anything but a referrer's per-unit
+/// reward changes nothing. Evaluates to `Result<u32, StoreError>`.
+macro_rules! reprice_after_void {
+    ($tx:expr, $reward:expr, $actor:expr, $now:expr) => {
+        async {
+            use $crate::rewards::*;
+            let reward: uuid::Uuid = $reward;
+            let row: Option<VoidedRow> = sqlx::query_as(SELECT_VOIDED).bind(reward).fetch_optional(&mut *$tx).await?;
+            let Some((program, rule_id, Some(participant), beneficiary, definition)) = row else {
+                return Ok::<u32, $crate::StoreError>(0);
+            };
+            if beneficiary != vouch_domain::program::Beneficiary::Referrer.as_str() {
+                return Ok(0);
+            }
+            let definition: vouch_domain::program::ProgramDefinition = serde_json::from_str(&definition)
+                .map_err(|e| $crate::StoreError::Corrupt(format!("reward {reward}: program version: {e}")))?;
+            let Some(rule) = definition.rule(&rule_id).filter(|r| needs_earlier(r)) else {
+                return Ok(0);
+            };
+            sqlx::query(LOCK_REFERRER).bind(participant).execute(&mut *$tx).await?;
+            let cause = reward.to_string();
+            $crate::rewards::reprice_referrer!(
+                $tx,
+                program,
+                rule,
+                definition.currency(),
+                participant,
+                &cause,
+                $actor,
+                $now
+            )
+            .await
+        }
+    };
+}
+pub(crate) use reprice_after_void;
+
+/// Creates the rewards `$cause` earns `$referral` (an [`AwardCause`]), inside
+/// the open transaction `$tx`, with the referral's row locked by the caller:
+/// for each rule whose trigger the cause reaches — `qualified` (once), `won`
+/// (once), `payment` (once per payment fact) — at most one reward per
+/// occurrence (the unique index; an occurrence rewarded already is skipped, so
+/// a repeat changes nothing). Caps reduce what would pass them. A per-unit
+/// reward is priced in contract-date order among the referrer's rewards, and
+/// those after it are priced again ([`reprice_referrer!`]). When `won` rules
+/// were looked at, sets the referral's `units_missing` flag. Only `active`
+/// referrals earn. Evaluates to `Result<Awarded, StoreError>`.
+macro_rules! award {
+    ($tx:expr, $referral:expr, $cause:expr, $actor:expr, $now:expr) => {
         async {
             use $crate::rewards::*;
             let referral_id: vouch_domain::ReferralId = $referral;
+            let cause: AwardCause = $cause;
             let now: jiff::Timestamp = $now;
             let actor: &str = $actor;
+            let mut awarded = Awarded::default();
+            if !cause.any() {
+                return Ok::<_, $crate::StoreError>(awarded);
+            }
             let (program_id, version_id, participant_id, definition): (uuid::Uuid, uuid::Uuid, uuid::Uuid, String) =
                 sqlx::query_as(SELECT_AWARD_REFERRAL).bind(referral_id.0).fetch_one(&mut *$tx).await?;
             let definition: vouch_domain::program::ProgramDefinition = serde_json::from_str(&definition)
                 .map_err(|e| $crate::StoreError::Corrupt(format!("program version {version_id}: {e}")))?;
+            let rules: Vec<vouch_domain::program::RewardRule> =
+                definition.rewards().iter().filter(|r| cause.triggers(r.trigger)).cloned().collect();
+            if rules.is_empty() {
+                return Ok(awarded);
+            }
             let tz = jiff::tz::TimeZone::get(definition.timezone())
                 .map_err(|e| $crate::StoreError::Corrupt(format!("time zone: {e}")))?;
+            let currency = definition.currency();
             let facts: Vec<WonFactRow> =
                 sqlx::query_as(SELECT_WON_FACTS).bind(referral_id.0).fetch_all(&mut *$tx).await?;
-            let inputs = won_inputs(&facts, $units, now)?;
-            let referral = AwardReferral { id: referral_id, definition };
-            let mut awarded = Awarded::default();
-            // Per-unit tiers count the referrer's other rewards: take the
-            // referrer's row lock (Postgres) so two of their referrals won at
-            // once are priced one after the other.
-            if referral
-                .definition
-                .rewards()
-                .iter()
-                .any(|r| r.trigger == vouch_domain::program::Trigger::Won && needs_earlier(r))
-            {
-                sqlx::query(LOCK_REFERRER).bind(participant_id).execute(&mut *$tx).await?;
-            }
-            for rule in referral.definition.rewards() {
-                if rule.trigger != vouch_domain::program::Trigger::Won {
-                    continue;
-                }
-                let earlier: Vec<EarlierRow> = if needs_earlier(rule) {
-                    sqlx::query_as(SELECT_EARLIER)
-                        .bind(program_id)
-                        .bind(rule.id.as_str())
-                        .bind(participant_id)
-                        .fetch_all(&mut *$tx)
-                        .await?
+            let inputs = won_inputs(&facts, cause.units, now)?;
+            let payments: Vec<PaymentRow> =
+                if rules.iter().any(|r| r.trigger == vouch_domain::program::Trigger::Payment) {
+                    sqlx::query_as(SELECT_PAYMENTS).bind(referral_id.0).fetch_all(&mut *$tx).await?
                 } else {
                     Vec::new()
                 };
-                let planned = match plan_reward(rule, &referral, &inputs, &earlier, &tz)? {
-                    Plan::Reward(r) => r,
-                    Plan::UnitsMissing => {
-                        awarded.units_missing = true;
-                        continue;
-                    }
-                    Plan::Nothing => continue,
+            let qualified_at: Option<(i64,)> =
+                if rules.iter().any(|r| r.trigger == vouch_domain::program::Trigger::Qualified) {
+                    sqlx::query_as(SELECT_QUALIFIED_AT).bind(referral_id.0).fetch_optional(&mut *$tx).await?
+                } else {
+                    None
                 };
-                let reward_id = uuid::Uuid::now_v7();
+            // A staff move has no fact: it qualified now.
+            let qualified_at = qualified_at.map(|(at,)| $crate::timestamp(at)).transpose()?.unwrap_or(now);
+            // Tiers and per-person caps count the referrer's other rewards: take
+            // the referrer's row lock (Postgres) so two of their referrals are
+            // rewarded one after the other.
+            if rules.iter().any(needs_lock) {
+                sqlx::query(LOCK_REFERRER).bind(participant_id).execute(&mut *$tx).await?;
+            }
+            for rule in &rules {
                 let beneficiary_participant = match rule.beneficiary {
                     vouch_domain::program::Beneficiary::Referrer => Some(participant_id),
                     vouch_domain::program::Beneficiary::Referee => None,
                 };
-                let inserted = sqlx::query(INSERT_REWARD)
-                    .bind(reward_id)
-                    .bind(referral_id.0)
-                    .bind(program_id)
-                    .bind(version_id)
-                    .bind(rule.id.as_str())
-                    .bind(rule.beneficiary.as_str())
-                    .bind(beneficiary_participant)
-                    .bind("won")
-                    .bind(planned.kind.as_str())
-                    .bind(planned.amount.amount_minor)
-                    .bind(planned.amount.currency.code())
-                    .bind(planned.plan.as_deref())
-                    .bind(planned.months)
-                    .bind(planned.units)
-                    .bind(counting(&inputs, &tz).to_string())
-                    .bind($crate::micros(inputs.won_at))
-                    .bind(planned.status.as_str())
-                    .bind(planned.release_at.map($crate::micros))
-                    .bind(&planned.explanation)
-                    .bind($crate::micros(now))
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if inserted {
+                for occurrence in occurrences(rule, &inputs, qualified_at, &payments, &tz)? {
+                    let seen: Option<(uuid::Uuid,)> = sqlx::query_as(SELECT_OCCURRENCE)
+                        .bind(referral_id.0)
+                        .bind(rule.id.as_str())
+                        .bind(rule.beneficiary.as_str())
+                        .bind(&occurrence.name)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                    if seen.is_some() {
+                        continue;
+                    }
+                    let mut caps = CapInputs { on_referral: 0, by_beneficiary: Vec::new() };
+                    if rule.caps.per_referral_minor.is_some() {
+                        let (sum,): (i64,) = sqlx::query_as(SELECT_EARNED_ON_REFERRAL)
+                            .bind(referral_id.0)
+                            .bind(rule.id.as_str())
+                            .bind(rule.beneficiary.as_str())
+                            .fetch_one(&mut *$tx)
+                            .await?;
+                        caps.on_referral = sum;
+                    }
+                    let per_unit = matches!(rule.computation, vouch_domain::program::Computation::PerUnit(_));
+                    if rule.caps.per_beneficiary.is_some() && !per_unit {
+                        caps.by_beneficiary = match beneficiary_participant {
+                            Some(p) => {
+                                sqlx::query_as(SELECT_EARNED_BY_REFERRER)
+                                    .bind(program_id)
+                                    .bind(rule.id.as_str())
+                                    .bind(p)
+                                    .fetch_all(&mut *$tx)
+                                    .await?
+                            }
+                            None => {
+                                sqlx::query_as(SELECT_EARNED_BY_REFEREE)
+                                    .bind(referral_id.0)
+                                    .bind(rule.id.as_str())
+                                    .fetch_all(&mut *$tx)
+                                    .await?
+                            }
+                        };
+                    }
+                    // A per-unit reward is priced where its contract date puts it
+                    // among the referrer's rewards (a referee's among none).
+                    let in_order = match (&rule.computation, inputs.units) {
+                        (vouch_domain::program::Computation::PerUnit(p), Some(units)) => {
+                            let rows: Vec<HeldRow> = if needs_earlier(rule) {
+                                sqlx::query_as(SELECT_HELD)
+                                    .bind(program_id)
+                                    .bind(rule.id.as_str())
+                                    .bind(participant_id)
+                                    .fetch_all(&mut *$tx)
+                                    .await?
+                            } else {
+                                Vec::new()
+                            };
+                            let mut list: Vec<vouch_domain::reward::HeldReward> =
+                                held_rewards(&rows)?.into_iter().map(|h| h.held).collect();
+                            list.push(vouch_domain::reward::HeldReward {
+                                key: vouch_domain::reward::ReferralKey {
+                                    contract_date: occurrence.date,
+                                    won_at: inputs.won_at,
+                                    referral: referral_id,
+                                },
+                                units: u32::try_from(units)
+                                    .map_err(|_| $crate::StoreError::Corrupt(format!("units {units}")))?,
+                            });
+                            let caps = vouch_domain::reward::UnitCaps::new(
+                                rule.caps.per_referral_minor,
+                                rule.caps.per_beneficiary,
+                                currency,
+                            );
+                            vouch_domain::reward::price_in_order(p, caps, currency, &list)
+                                .map_err(|e| $crate::StoreError::Corrupt(format!("reward computation: {e}")))?
+                                .pop()
+                        }
+                        _ => None,
+                    };
+                    let planned = match plan_reward(rule, &definition, &inputs, &occurrence, &caps, in_order, &tz)? {
+                        Plan::Reward(r) => r,
+                        Plan::UnitsMissing => {
+                            awarded.units_missing = true;
+                            continue;
+                        }
+                        Plan::Nothing => continue,
+                    };
+                    let reward_id = uuid::Uuid::now_v7();
+                    let won_at = (rule.trigger == vouch_domain::program::Trigger::Won).then_some(inputs.won_at);
+                    let inserted = sqlx::query(INSERT_REWARD)
+                        .bind(reward_id)
+                        .bind(referral_id.0)
+                        .bind(program_id)
+                        .bind(version_id)
+                        .bind(rule.id.as_str())
+                        .bind(rule.beneficiary.as_str())
+                        .bind(beneficiary_participant)
+                        .bind(&occurrence.name)
+                        .bind(planned.kind.as_str())
+                        .bind(planned.amount.amount_minor)
+                        .bind(planned.amount.currency.code())
+                        .bind(planned.plan.as_deref())
+                        .bind(planned.months)
+                        .bind(planned.units)
+                        .bind(occurrence.date.to_string())
+                        .bind(won_at.map($crate::micros))
+                        .bind(planned.status.as_str())
+                        .bind(planned.release_at.map($crate::micros))
+                        .bind(&planned.explanation)
+                        .bind($crate::micros(now))
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if !inserted {
+                        continue;
+                    }
                     awarded.created += 1;
                     let reason = match (planned.status, planned.release_at) {
                         (RewardStatus::Approved, _) => "approved at once",
@@ -465,18 +960,35 @@ macro_rules! award_won {
                         .bind($crate::micros(now))
                         .execute(&mut *$tx)
                         .await?;
+                    // The rewards after this one in the referrer's year count it now.
+                    if needs_earlier(rule) {
+                        let cause = referral_id.0.to_string();
+                        $crate::rewards::reprice_referrer!(
+                            $tx,
+                            program_id,
+                            rule,
+                            currency,
+                            participant_id,
+                            &cause,
+                            actor,
+                            now
+                        )
+                        .await?;
+                    }
                 }
             }
-            sqlx::query("UPDATE referrals SET units_missing = $2 WHERE id = $1")
-                .bind(referral_id.0)
-                .bind(awarded.units_missing)
-                .execute(&mut *$tx)
-                .await?;
+            if cause.triggers(vouch_domain::program::Trigger::Won) {
+                sqlx::query("UPDATE referrals SET units_missing = $2 WHERE id = $1")
+                    .bind(referral_id.0)
+                    .bind(awarded.units_missing)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
             Ok::<_, $crate::StoreError>(awarded)
         }
     };
 }
-pub(crate) use award_won;
+pub(crate) use award;
 
 impl Store {
     /// Rewards matching `filter`, newest first, `limit` at most, after the reward
@@ -535,7 +1047,7 @@ impl Store {
                 Some((false,)) => return Err(SupplyUnitsError::NotMissing),
                 Some((true,)) => {}
             }
-            let awarded = award_won!(tx, referral, Some(units), actor, now).await?;
+            let awarded = award!(tx, referral, AwardCause::units(units), actor, now).await?;
             tx.commit().await?;
             Ok(awarded)
         })

@@ -194,3 +194,219 @@ async fn jobs_run_refuses_an_unusable_smtp_url_with_exit_2() {
     assert!(ran.stderr.contains("SMTP URL"), "{}", ran.stderr);
     assert!(!ran.stderr.contains("ftp://mail.example.org"), "the URL may hold a password: {}", ran.stderr);
 }
+
+/// A referral of the per-technician program won with 10 technicians on
+/// `contract_date`, made straight through the store.
+async fn won_per_technician(store: &Store, contract_date: &str) -> vouch_domain::referral::ReferralId {
+    use vouch_domain::referral::{AttributionInput, FactKind, ReferralId, Rules, Source, attribute};
+    use vouch_store::{FactProspect, NewFact, NewProspect, NewReferral};
+
+    crate::apply(store, &crate::example("per-technician")).await;
+    let program = store.program("per-technician").await.expect("program");
+    let u = &Uuid::now_v7().simple().to_string()[20..];
+    let new = NewEnrollment {
+        program_id: program.id,
+        participant_id: ParticipantId(Uuid::now_v7()),
+        enrollment_id: EnrollmentId(Uuid::now_v7()),
+        email: Email::parse(&format!("tech-{u}@example.org")).expect("email"),
+        name: "Test Referrer".into(),
+        kind: ParticipantKind::Customer,
+        team: None,
+        company: None,
+        code: ReferralCode::parse(&format!("TECH{u}")).expect("code"),
+        vanity: true,
+        now: Timestamp::now(),
+    };
+    let code = store.enroll(&new, |k| program.definition.is_eligible(k)).await.expect("enroll").code;
+    let now = Timestamp::now();
+    let referral = NewReferral {
+        id: ReferralId(Uuid::now_v7()),
+        program_id: program.id,
+        program_version_id: program.version_id,
+        code,
+        source: Source::Lead,
+        prospect: NewProspect {
+            email: Some(Email::parse(&format!("bob@prospect-{u}.example")).expect("email")),
+            ..NewProspect::default()
+        },
+        consent: None,
+        note: None,
+        actor: "tests".into(),
+        now,
+        recent_since: now,
+        registry_domain: None,
+    };
+    let rules = Rules::from_program(&program.definition);
+    let created = store
+        .create_referral(&referral, |facts| {
+            attribute(&AttributionInput {
+                rules: rules.clone(),
+                referrer: facts.referrer.clone(),
+                prospect: facts.prospect.clone(),
+                source: Source::Lead,
+                now,
+                in_registry: facts.registry_match.is_some(),
+                holder: facts.holder,
+                referrer_ip_hashes: Vec::new(),
+                recent_leads: facts.recent_leads,
+            })
+        })
+        .await
+        .expect("create referral");
+    let won = NewFact {
+        id: Uuid::now_v7(),
+        program_id: program.id,
+        kind: FactKind::Won,
+        occurred_at: format!("{contract_date}T15:00:00Z").parse().expect("instant"),
+        event_id: None,
+        referral_id: Some(created.id),
+        prospect: FactProspect::default(),
+        units: Some(10),
+        value: None,
+        contract_date: Some(contract_date.into()),
+        raw: serde_json::json!({}),
+        actor: "tests".into(),
+        now,
+    };
+    store.record_fact(&won, None).await.expect("record won");
+    created.id
+}
+
+#[tokio::test]
+async fn jobs_run_releases_a_due_hold_once() {
+    for db in TestDatabase::all().await {
+        let engine = db.engine;
+        let store = db.open().await;
+        // Contract date + 2 months is long past on the wall clock.
+        let referral = won_per_technician(&store, "2025-01-10").await;
+        let filter = vouch_store::RewardFilter { referral: Some(referral), ..Default::default() };
+        let reward = store.rewards(&filter, None, 10).await.expect("rewards").remove(0);
+        assert_eq!(reward.status, vouch_store::RewardStatus::Pending, "{engine}");
+        let mailbox = tempfile::tempdir().expect("temp dir");
+        let mailbox = mailbox.path().display().to_string();
+
+        let ran = jobs_run(&db, &["--mailbox", &mailbox]).await;
+        assert_eq!(ran.code, Some(0), "{engine}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout.contains(&format!("Released reward {} (referral {referral}): approved: ", reward.id)),
+            "{engine}: {}",
+            ran.stdout
+        );
+        assert!(ran.stdout.contains("Holds: 1 approved, 0 awaiting approval, 0 voided."), "{engine}: {}", ran.stdout);
+        let after = store.rewards(&filter, None, 10).await.expect("rewards").remove(0);
+        assert_eq!(after.status, vouch_store::RewardStatus::Approved, "{engine}");
+        assert_eq!(after.amount, reward.amount, "{engine}");
+
+        // Released once: a second run finds no hold due.
+        let again = jobs_run(&db, &["--mailbox", &mailbox]).await;
+        assert_eq!(again.code, Some(0), "{engine}: {}\n{}", again.stdout, again.stderr);
+        assert!(!again.stdout.contains("Released reward"), "{engine}: {}", again.stdout);
+        assert_eq!(store.reward_events(reward.id).await.expect("events").len(), 2, "{engine}: made, then released");
+        store.close().await;
+    }
+}
+
+/// A referral of the customer-credit program (USD 100.00 invoice credit,
+/// approved at once) won, made straight through the store; its reward's id.
+async fn won_customer_credit(store: &Store) -> Uuid {
+    use vouch_domain::referral::{AttributionInput, FactKind, ReferralId, Rules, Source, attribute};
+    use vouch_store::{FactProspect, NewFact, NewProspect, NewReferral};
+
+    crate::apply(store, &crate::example("customer-credit")).await;
+    let program = store.program("customer-credit").await.expect("program");
+    let u = &Uuid::now_v7().simple().to_string()[20..];
+    let now = Timestamp::now();
+    let new = NewEnrollment {
+        program_id: program.id,
+        participant_id: ParticipantId(Uuid::now_v7()),
+        enrollment_id: EnrollmentId(Uuid::now_v7()),
+        email: Email::parse(&format!("lead-{u}@example.org")).expect("email"),
+        name: "Test Referrer".into(),
+        kind: ParticipantKind::Customer,
+        team: None,
+        company: None,
+        code: ReferralCode::parse(&format!("CRED{u}")).expect("code"),
+        vanity: true,
+        now,
+    };
+    let code = store.enroll(&new, |k| program.definition.is_eligible(k)).await.expect("enroll").code;
+    let referral = NewReferral {
+        id: ReferralId(Uuid::now_v7()),
+        program_id: program.id,
+        program_version_id: program.version_id,
+        code,
+        source: Source::Lead,
+        prospect: NewProspect {
+            email: Some(Email::parse(&format!("bob@prospect-{u}.example")).expect("email")),
+            ..NewProspect::default()
+        },
+        consent: None,
+        note: None,
+        actor: "tests".into(),
+        now,
+        recent_since: now,
+        registry_domain: None,
+    };
+    let rules = Rules::from_program(&program.definition);
+    let created = store
+        .create_referral(&referral, |facts| {
+            attribute(&AttributionInput {
+                rules: rules.clone(),
+                referrer: facts.referrer.clone(),
+                prospect: facts.prospect.clone(),
+                source: Source::Lead,
+                now,
+                in_registry: facts.registry_match.is_some(),
+                holder: facts.holder,
+                referrer_ip_hashes: Vec::new(),
+                recent_leads: facts.recent_leads,
+            })
+        })
+        .await
+        .expect("create referral");
+    let won = NewFact {
+        id: Uuid::now_v7(),
+        program_id: program.id,
+        kind: FactKind::Won,
+        occurred_at: now,
+        event_id: None,
+        referral_id: Some(created.id),
+        prospect: FactProspect::default(),
+        units: None,
+        value: None,
+        contract_date: None,
+        raw: serde_json::json!({}),
+        actor: "tests".into(),
+        now,
+    };
+    store.record_fact(&won, None).await.expect("record won");
+    let filter = vouch_store::RewardFilter { referral: Some(created.id), ..Default::default() };
+    let reward = store.rewards(&filter, None, 10).await.expect("rewards").remove(0);
+    assert_eq!(reward.status, vouch_store::RewardStatus::Approved, "{}", store.engine());
+    reward.id
+}
+
+#[tokio::test]
+async fn jobs_run_hands_an_approved_credit_to_billing_once() {
+    for db in TestDatabase::all().await {
+        let engine = db.engine;
+        let store = db.open().await;
+        let reward = won_customer_credit(&store).await;
+        let mailbox = tempfile::tempdir().expect("temp dir");
+        let mailbox = mailbox.path().display().to_string();
+
+        for run in 0..2 {
+            let ran = jobs_run(&db, &["--mailbox", &mailbox]).await;
+            assert_eq!(ran.code, Some(0), "{engine}: {}\n{}", ran.stdout, ran.stderr);
+            let said = ran.stdout.contains("Handed 1 credit(s) and plan upgrade(s) to billing");
+            assert_eq!(said, run == 0, "{engine}: run {run}: {}", ran.stdout);
+        }
+        let billing: Vec<_> =
+            store.outbox_items(None).await.expect("outbox").into_iter().filter(|i| i.kind == "billing").collect();
+        assert_eq!(billing.len(), 1, "{engine}: {billing:?}");
+        assert_eq!(billing[0].payload["reward_id"], reward.to_string(), "{engine}");
+        // Delivering the outbox left it for billing's deliverer.
+        assert_eq!((billing[0].status, billing[0].attempts), (OutboxStatus::Pending, 0), "{engine}");
+        store.close().await;
+    }
+}

@@ -42,7 +42,7 @@ impl YearLabel {
         }
     }
 
-    fn phrase(self) -> String {
+    pub(crate) fn phrase(self) -> String {
         match self {
             YearLabel::Referrer { start } => format!("in your year from {}", format_date(start)),
             YearLabel::Calendar { year } => format!("in {year}"),

@@ -27,6 +27,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/referrals/{id}/review"),
     ("get", "/api/v1/rewards"),
     ("get", "/api/v1/rewards/{id}"),
+    ("post", "/api/v1/rewards/{id}/approve"),
+    ("post", "/api/v1/rewards/{id}/void"),
+    ("put", "/api/v1/participants/{id}/payout-details"),
+    ("post", "/api/v1/payouts"),
+    ("get", "/api/v1/payouts/{id}"),
+    ("get", "/api/v1/payouts/{id}/export"),
+    ("post", "/api/v1/payouts/{id}/paid"),
+    ("post", "/api/v1/payouts/{id}/items/{item_id}/failed"),
+    ("get", "/api/v1/fulfilment/gift-cards"),
+    ("post", "/api/v1/rewards/{id}/fulfil"),
+    ("post", "/api/v1/rewards/{id}/applied"),
+    ("get", "/api/v1/reports/payees"),
 ];
 
 #[tokio::test]

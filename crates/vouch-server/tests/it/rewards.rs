@@ -1,8 +1,13 @@
 //! Rewards created when a referral is won, through the HTTP API with the shipped
 //! example programs: the per-technician fee table of the design brief (every
 //! cell, with prior yearly totals of 0, 31–60 and 61 and more), a repeated `won`
-//! creating nothing more, the flat programs' approval modes, and a `won` without
-//! units waiting for staff to send them.
+//! creating nothing more, the flat programs' approval modes, a `won` without
+//! units waiting for staff to send them, and rewards priced in contract-date
+//! order: a late `won` with an earlier contract date re-pricing a pending reward
+//! and adjusting an approved one, and a voided reward's units no longer counting.
+
+// Amounts are written as whole_cents: `150_00` is USD 150.00.
+#![allow(clippy::inconsistent_digit_grouping)]
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -249,6 +254,146 @@ async fn a_staff_move_to_won_counts_like_a_won_fact() {
         let r = only_reward(&app, &id).await;
         assert_eq!(r["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {r}");
         assert_eq!(r["status"], "approved", "{e}: {r}");
+        app.stop().await;
+    }
+}
+
+/// The referrer's rewards for the referrals in `ids`, by referral.
+async fn amounts(app: &TestApp, ids: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(only_reward(app, id).await["amount"]["amount_minor"].as_i64().unwrap());
+    }
+    out
+}
+
+/// What a reward comes to: its amount and its adjustment entries.
+fn comes_to(r: &Value) -> i64 {
+    let adjusted: i64 =
+        r["adjustments"].as_array().unwrap().iter().map(|a| a["amount"]["amount_minor"].as_i64().unwrap()).sum();
+    r["amount"]["amount_minor"].as_i64().unwrap() + adjusted
+}
+
+/// Design brief, program C: 10 technicians (contract 1 March), then 25 (1 May),
+/// then a late `won` of 30 dated 1 April. In order, the 25 follow 40 in the
+/// year: $150 each, not $100.
+async fn late_won_case(app: &TestApp, approve_second: bool) -> (String, String, String) {
+    let e = app.engine;
+    let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+    let (first, _) = lead(app, TECH, &referrer.code).await;
+    let (second, _) = lead(app, TECH, &referrer.code).await;
+    let (late, _) = lead(app, TECH, &referrer.code).await;
+    won(app, TECH, &first, Some(10), "2026-03-01").await;
+    won(app, TECH, &second, Some(25), "2026-05-01").await;
+    assert_eq!(amounts(app, &[&first, &second]).await, [1_000_00, 2_500_00], "{e}");
+    if approve_second {
+        let r = only_reward(app, &second).await;
+        let res =
+            app.api(Method::POST, &format!("/rewards/{}/approve", r["id"].as_str().unwrap())).json(&json!({})).send();
+        assert_eq!(json_of(app, res.await.unwrap(), StatusCode::OK).await["status"], "approved", "{e}");
+    }
+    won(app, TECH, &late, Some(30), "2026-04-01").await;
+    (first, second, late)
+}
+
+#[tokio::test]
+async fn a_late_won_with_an_earlier_contract_date_reprices_a_pending_reward() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let (first, second, late) = late_won_case(&app, false).await;
+        assert_eq!(amounts(&app, &[&first, &late, &second]).await, [1_000_00, 3_000_00, 3_750_00], "{e}");
+        let r = only_reward(&app, &second).await;
+        assert_eq!((r["status"].as_str(), &r["adjustments"]), (Some("pending"), &json!([])), "{e}: {r}");
+        assert_eq!(
+            r["explanation"],
+            "25 technicians × $150 (tier 31–60: 40 technicians in your year from 1 Mar 2026 before this referral) \
+             = $3,750",
+            "{e}"
+        );
+        // The reward's history records the re-price with the old and new amount.
+        let history = app.store.reward_events(r["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+        let last = history.last().unwrap();
+        assert_eq!((last.status_from.as_deref(), last.status_to.as_str()), (Some("pending"), "pending"), "{e}");
+        let reason = last.reason.as_deref().unwrap_or_default();
+        assert!(reason.starts_with("re-priced from $2,500 to $3,750 (+$1,250)"), "{e}: {reason}");
+
+        // The same late won again, and another won for it: nothing moves.
+        won(&app, TECH, &late, Some(30), "2026-04-01").await;
+        won(&app, TECH, &late, Some(30), "2026-04-02").await;
+        assert_eq!(only_reward(&app, &second).await, r, "{e}");
+        assert_eq!(
+            app.store.reward_events(r["id"].as_str().unwrap().parse().unwrap()).await.unwrap().len(),
+            history.len()
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_late_won_adjusts_an_approved_reward_instead_of_editing_it() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let (first, second, late) = late_won_case(&app, true).await;
+        let r = only_reward(&app, &second).await;
+        assert_eq!(
+            (r["status"].as_str(), &r["amount"]),
+            (Some("approved"), &json!({"amount_minor": 250_000, "currency": "USD"}))
+        );
+        let adjustments = r["adjustments"].as_array().unwrap();
+        assert_eq!(adjustments.len(), 1, "{e}: {r}");
+        let a = &adjustments[0];
+        assert_eq!(
+            (a["kind"].as_str(), &a["amount"]),
+            (Some("reprice"), &json!({"amount_minor": 125_000, "currency": "USD"}))
+        );
+        assert_eq!(a["cause"], late.as_str(), "{e}: the late referral caused it");
+        assert!(
+            a["explanation"].as_str().unwrap().starts_with("re-priced from $2,500 to $3,750 (+$1,250)"),
+            "{e}: {a}"
+        );
+        // The balance ends where in-order delivery puts it: 1,000 + 3,000 + 3,750.
+        let mut total = 0;
+        for id in [&first, &second, &late] {
+            total += comes_to(&only_reward(&app, id).await);
+        }
+        assert_eq!(total, 7_750_00, "{e}");
+        // A repeat adds nothing.
+        won(&app, TECH, &late, Some(30), "2026-04-02").await;
+        assert_eq!(only_reward(&app, &second).await["adjustments"].as_array().unwrap().len(), 1, "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_voided_rewards_units_no_longer_count() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+        let (big, _) = lead(&app, TECH, &referrer.code).await;
+        let (small, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &big, Some(40), "2026-01-10").await;
+        won(&app, TECH, &small, Some(10), "2026-03-01").await;
+        assert_eq!(amounts(&app, &[&big, &small]).await, [4_000_00, 1_500_00], "{e}: 10 after 40 at $150");
+        let voided = only_reward(&app, &big).await;
+        let res = app
+            .api(Method::POST, &format!("/rewards/{}/void", voided["id"].as_str().unwrap()))
+            .json(&json!({"reason": "the deal fell through"}))
+            .send();
+        assert_eq!(json_of(&app, res.await.unwrap(), StatusCode::OK).await["status"], "voided", "{e}");
+        // The 10 now start the year, and the next referral counts only them.
+        let r = only_reward(&app, &small).await;
+        assert_eq!(r["amount"]["amount_minor"], 1_000_00, "{e}: {r}");
+        assert_eq!(
+            r["explanation"],
+            "10 technicians × $100 (tier 0–30: no technicians in your year from 1 Mar 2026 before this referral) = $1,000",
+            "{e}"
+        );
+        let (next, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &next, Some(25), "2026-04-01").await;
+        assert_eq!(amounts(&app, &[&small, &next]).await, [1_000_00, 2_500_00], "{e}: 25 after 10 at $100");
         app.stop().await;
     }
 }

@@ -3,6 +3,7 @@ pub mod customers;
 pub mod events;
 pub mod invites;
 pub mod participants;
+pub mod payouts;
 pub mod programs;
 pub mod referrals;
 pub mod rewards;

@@ -119,6 +119,35 @@ pub struct ParticipantBody {
     suspended_at: Option<String>,
     enrollments: Vec<EnrollmentBody>,
     totals: Totals,
+    /// Their rewards per currency, summed from the ledger's entries.
+    rewards: Vec<RewardTotals>,
+    /// Where they are paid, masked (none until set).
+    payout_details: Option<super::payouts::PayoutDetailsBody>,
+}
+
+/// A beneficiary's rewards in one currency (voided ones left out).
+#[derive(Serialize, utoipa::ToSchema)]
+struct RewardTotals {
+    currency: &'static str,
+    /// On hold or awaiting approval, in minor units.
+    pending_minor: i64,
+    /// Approved, not paid yet.
+    approved_minor: i64,
+    paid_minor: i64,
+    /// Re-pricing and clawback entries (clawbacks are negative).
+    adjustments_minor: i64,
+}
+
+impl RewardTotals {
+    fn new(b: vouch_store::RewardBalance) -> Self {
+        RewardTotals {
+            currency: b.currency.code(),
+            pending_minor: b.pending.amount_minor,
+            approved_minor: b.approved.amount_minor,
+            paid_minor: b.paid.amount_minor,
+            adjustments_minor: b.adjustments.amount_minor,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -162,11 +191,13 @@ impl CodeBody {
     }
 }
 
-fn participant_body(state: &AppState, p: ParticipantRecord) -> ParticipantBody {
+async fn participant_body(state: &AppState, p: ParticipantRecord) -> Result<ParticipantBody, ApiError> {
+    let rewards = state.store.reward_balance(p.id).await?.into_iter().map(RewardTotals::new).collect();
+    let payout_details = state.store.payout_details(p.id).await?.as_ref().map(super::payouts::PayoutDetailsBody::new);
     let codes = p.enrollments.iter().flat_map(|e| &e.codes);
     let totals =
         Totals { clicks: codes.clone().map(|c| c.clicks).sum(), bot_visits: codes.map(|c| c.bot_visits).sum() };
-    ParticipantBody {
+    Ok(ParticipantBody {
         id: p.id.to_string(),
         email: p.email,
         name: p.name,
@@ -187,7 +218,9 @@ fn participant_body(state: &AppState, p: ParticipantRecord) -> ParticipantBody {
             })
             .collect(),
         totals,
-    }
+        rewards,
+        payout_details,
+    })
 }
 
 fn participant_id(raw: &str) -> Result<ParticipantId, ApiError> {
@@ -204,7 +237,7 @@ pub async fn get_participant(
 ) -> Result<Json<ParticipantBody>, ApiError> {
     caller.require(Area::Participants, false)?;
     let p = state.store.participant(participant_id(&id)?).await.map_err(|e| not_found_as(e, &id))?;
-    Ok(Json(participant_body(&state, p)))
+    Ok(Json(participant_body(&state, p).await?))
 }
 
 /// Suspend a participant: their links land without attribution.
@@ -223,7 +256,7 @@ pub async fn suspend_participant(
         .map_err(|e| not_found_as(e, &id))?;
     state.codes.clear();
     tracing::info!(participant = %p.id, by = %caller.actor(), "participant suspended");
-    Ok(Json(participant_body(&state, p)))
+    Ok(Json(participant_body(&state, p).await?))
 }
 
 fn not_found_as(e: StoreError, id: &str) -> ApiError {

@@ -1,5 +1,6 @@
-//! Rewards: the ledger's entries, listed and one by one, and the units staff send
-//! for a `won` that lacked them (through `PATCH /api/v1/referrals/{id}`).
+//! Rewards: the ledger's entries, listed and one by one, finance's approvals and
+//! voids, and the units staff send for a `won` that lacked them (through
+//! `PATCH /api/v1/referrals/{id}`).
 
 use axum::Json;
 use axum::extract::State;
@@ -9,12 +10,13 @@ use uuid::Uuid;
 use vouch_domain::ParticipantId;
 use vouch_domain::api_key::Area;
 use vouch_domain::referral::ReferralId;
-use vouch_store::{RewardFilter, RewardRecord, RewardStatus, SupplyUnitsError};
+use vouch_store::{AdjustmentRecord, RewardActionError, RewardFilter, RewardRecord, RewardStatus, SupplyUnitsError};
 
 use super::{ApiPath, Page, rfc3339};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::json::ApiJson;
 
 /// Money: integer minor units and an ISO 4217 currency.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,12 +54,44 @@ pub struct RewardBody {
     release_at: Option<String>,
     /// How it was computed, in one sentence.
     explanation: String,
+    /// Entries that change what it comes to without editing it (re-pricing,
+    /// clawbacks), oldest first.
+    adjustments: Vec<AdjustmentBody>,
     created_at: String,
     updated_at: String,
 }
 
+/// A re-pricing or clawback entry of a reward.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AdjustmentBody {
+    id: String,
+    /// reprice or clawback
+    kind: String,
+    /// Negative for a clawback.
+    amount: MoneyBody,
+    /// What caused it (a fact id).
+    cause: String,
+    explanation: String,
+    actor: String,
+    at: String,
+}
+
+impl AdjustmentBody {
+    fn new(a: AdjustmentRecord) -> Self {
+        AdjustmentBody {
+            id: a.id.to_string(),
+            kind: a.kind,
+            amount: MoneyBody { amount_minor: a.amount.amount_minor, currency: a.amount.currency.code() },
+            cause: a.cause,
+            explanation: a.explanation,
+            actor: a.actor,
+            at: rfc3339(a.at),
+        }
+    }
+}
+
 impl RewardBody {
-    fn new(r: RewardRecord) -> Self {
+    fn new(r: RewardRecord, adjustments: Vec<AdjustmentRecord>) -> Self {
         RewardBody {
             id: r.id.to_string(),
             referral_id: r.referral_id.to_string(),
@@ -75,6 +109,7 @@ impl RewardBody {
             void_reason: r.void_reason,
             release_at: r.release_at.map(rfc3339),
             explanation: r.explanation,
+            adjustments: adjustments.into_iter().map(AdjustmentBody::new).collect(),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
         }
@@ -137,10 +172,28 @@ pub async fn list_rewards(
     let filter = RewardFilter { referral, participant, status };
     let records = state.store.rewards(&filter, before, limit).await?;
     let next_cursor = (records.len() == limit as usize).then(|| records.last().map(|r| r.id.to_string())).flatten();
-    Ok(Json(Page { items: records.into_iter().map(RewardBody::new).collect(), next_cursor }))
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    let mut adjustments = state.store.adjustments_of(&ids).await?;
+    let items = records
+        .into_iter()
+        .map(|r| {
+            let a = adjustments.remove(&r.id).unwrap_or_default();
+            RewardBody::new(r, a)
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
 }
 
-/// One reward with its computation.
+fn reward_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(&format!("the reward `{raw}`")))
+}
+
+async fn body_of(state: &AppState, record: RewardRecord) -> Result<RewardBody, ApiError> {
+    let adjustments = state.store.reward_adjustments(record.id).await?;
+    Ok(RewardBody::new(record, adjustments))
+}
+
+/// One reward with its computation and adjustments.
 #[utoipa::path(get, path = "/api/v1/rewards/{id}", tag = "rewards", params(("id" = String, Path)),
     responses((status = 200, body = RewardBody), (status = 404, body = crate::openapi::Problem)))]
 pub async fn get_reward(
@@ -149,13 +202,107 @@ pub async fn get_reward(
     ApiPath(raw): ApiPath,
 ) -> Result<Json<RewardBody>, ApiError> {
     caller.require(Area::Rewards, false)?;
-    let not_found = || ApiError::not_found(&format!("the reward `{raw}`"));
-    let id = Uuid::parse_str(&raw).map_err(|_| not_found())?;
-    let record = state.store.reward(id).await.map_err(|e| match e {
-        vouch_store::StoreError::NotFound => not_found(),
+    let record = state.store.reward(reward_id(&raw)?).await.map_err(|e| match e {
+        vouch_store::StoreError::NotFound => ApiError::not_found(&format!("the reward `{raw}`")),
         e => e.into(),
     })?;
-    Ok(Json(RewardBody::new(record)))
+    Ok(Json(body_of(&state, record).await?))
+}
+
+/// At most this many characters in a note or reason.
+const MAX_REASON: usize = 2000;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Up to 2,000 characters, kept with the approval.
+    note: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {
+    /// Why it is voided (kept with the reward), up to 2,000 characters.
+    reason: String,
+}
+
+/// Trims a note or reason and checks its length; empty is none.
+fn text(pointer: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(text) = raw.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let n = text.chars().count();
+    if n > MAX_REASON {
+        return Err(ApiError::field("invalid_field", pointer, format!("at most {MAX_REASON} characters, not {n}")));
+    }
+    Ok(Some(text))
+}
+
+fn action_error(e: RewardActionError, raw: &str) -> ApiError {
+    use vouch_domain::reward::ledger::Refusal;
+    match e {
+        RewardActionError::NotFound => ApiError::not_found(&format!("the reward `{raw}`")),
+        RewardActionError::Refused(r) => {
+            let detail = match r {
+                Refusal::Voided => "the reward is voided: it can no longer be approved".to_string(),
+                Refusal::Paid => "the reward is paid: only a clawback can take it back".to_string(),
+                Refusal::OnHold { until } => format!("the reward is on hold until {}", rfc3339(until)),
+            };
+            ApiError::new(StatusCode::CONFLICT, r.code(), detail)
+        }
+        RewardActionError::Store(e) => e.into(),
+    }
+}
+
+/// Approve a pending reward whose hold has ended (or that has none). Approving
+/// an approved reward again changes nothing.
+#[utoipa::path(post, path = "/api/v1/rewards/{id}/approve", tag = "rewards", params(("id" = String, Path)),
+    request_body = ApproveBody,
+    responses((status = 200, body = RewardBody), (status = 404, body = crate::openapi::Problem),
+        (status = 409, body = crate::openapi::Problem, description = "`reward_voided`, `reward_paid` or `reward_on_hold`"),
+        (status = 422, body = crate::openapi::Problem)))]
+pub async fn approve_reward(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath,
+    ApiJson(body): ApiJson<ApproveBody>,
+) -> Result<Json<RewardBody>, ApiError> {
+    caller.require(Area::Rewards, true)?;
+    let id = reward_id(&raw)?;
+    let note = text("/note", body.note)?;
+    let record = state
+        .store
+        .approve_reward(id, &caller.actor(), note.as_deref(), state.clock.now())
+        .await
+        .map_err(|e| action_error(e, &raw))?;
+    tracing::info!(reward = %record.id, by = %caller.actor(), "reward approved");
+    Ok(Json(body_of(&state, record).await?))
+}
+
+/// Void a pending or approved reward, with the reason. A paid reward cannot be
+/// voided; voiding a voided reward again changes nothing.
+#[utoipa::path(post, path = "/api/v1/rewards/{id}/void", tag = "rewards", params(("id" = String, Path)),
+    request_body = VoidBody,
+    responses((status = 200, body = RewardBody), (status = 404, body = crate::openapi::Problem),
+        (status = 409, body = crate::openapi::Problem, description = "`reward_paid`"),
+        (status = 422, body = crate::openapi::Problem, description = "no `reason`")))]
+pub async fn void_reward(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(raw): ApiPath,
+    ApiJson(body): ApiJson<VoidBody>,
+) -> Result<Json<RewardBody>, ApiError> {
+    caller.require(Area::Rewards, true)?;
+    let id = reward_id(&raw)?;
+    let reason = text("/reason", Some(body.reason))?
+        .ok_or_else(|| ApiError::field("invalid_field", "/reason", "say why the reward is voided, in a few words"))?;
+    let record = state
+        .store
+        .void_reward(id, &caller.actor(), &reason, state.clock.now())
+        .await
+        .map_err(|e| action_error(e, &raw))?;
+    tracing::info!(reward = %record.id, by = %caller.actor(), "reward voided");
+    Ok(Json(body_of(&state, record).await?))
 }
 
 /// The most units one referral may report.

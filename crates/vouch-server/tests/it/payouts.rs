@@ -1,0 +1,933 @@
+//! Fulfilment and payouts through the HTTP API, on both engines: payout details,
+//! payout batches of cash rewards (from chosen ids, or by method and currency
+//! with a minimum; CSV export; marked paid once; a failed item's rewards back to
+//! approved and batchable again), the refusals that change nothing, the
+//! gift-card queue, credits and plan upgrades handed to billing exactly once,
+//! and the yearly payee report. Cash and gift-card rewards come approved from
+//! test programs with `approval = "auto"` and no hold.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use vouch_domain::program::parse_program;
+use vouch_domain::{ProgramId, ProgramVersionId};
+use vouch_store::DatabaseConfig;
+use vouch_store::testing::TestDatabase;
+
+use crate::helpers::{TestApp, expect_problem, pointers};
+
+const IBAN_A: &str = "DE89 3704 0044 0532 0130 00";
+const IBAN_B: &str = "GB82 WEST 1234 5698 7654 32";
+
+/// A program paying `amount` minor units of `kind` in `currency`, approved as `approval` says.
+fn program(slug: &str, kind: &str, currency: &str, amount: i64, approval: &str) -> String {
+    format!(
+        r#"slug = "{slug}"
+name = "Test {slug}"
+description = "A test program."
+currency = "{currency}"
+timezone = "UTC"
+landing_url = "https://example.com/welcome"
+terms_url = "https://example.com/terms"
+eligible = ["customer"]
+join = "open"
+business = true
+attribution = {{ window_days = 90, rule = "first_referrer" }}
+
+[[rewards]]
+id = "reward"
+beneficiary = "referrer"
+trigger = "won"
+kind = "{kind}"
+amount = {amount}
+approval = "{approval}"
+"#
+    )
+}
+
+async fn apply(app: &TestApp, source: &str) {
+    let definition = parse_program(source).unwrap_or_else(|e| panic!("test program: {e}"));
+    let ids = (ProgramId(uuid::Uuid::now_v7()), ProgramVersionId(uuid::Uuid::now_v7()));
+    app.store.apply_program(&definition, source, ids, jiff::Timestamp::now()).await.expect("apply test program");
+}
+
+/// The test programs: USD cash ($150), EUR cash (€80), a USD gift card ($25),
+/// approved at once; USD cash ($70) awaiting approval; USD cash ($90) held a
+/// month after the won.
+async fn spawn(db: TestDatabase) -> TestApp {
+    let app = TestApp::spawn(db).await;
+    apply(&app, &program("cash-usd", "cash", "USD", 15_000, "auto")).await;
+    apply(&app, &program("cash-eur", "cash", "EUR", 8000, "auto")).await;
+    apply(&app, &program("gift-auto", "gift_card", "USD", 2500, "auto")).await;
+    apply(&app, &program("cash-manual", "cash", "USD", 7000, "manual")).await;
+    let held = program("cash-held", "cash", "USD", 9000, "auto").replace(
+        "approval = \"auto\"",
+        "hold = { after = \"won\", months = 1, void_on = [\"churned\", \"refunded\"] }\napproval = \"auto\"",
+    );
+    apply(&app, &held).await;
+    app
+}
+
+fn uniq() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
+}
+
+fn company_email(tag: &str) -> String {
+    let u = uniq();
+    format!("{tag}.{u}@{tag}-{u}.example")
+}
+
+async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let text = res.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{}: {text}", app.engine);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
+}
+
+async fn send(app: &TestApp, method: Method, path: &str, body: Value) -> reqwest::Response {
+    app.api(method, path).json(&body).send().await.expect("send")
+}
+
+/// A participant enrolled in every test program and the shipped ones they use.
+struct Payee {
+    id: String,
+    /// Program slug → referral code.
+    codes: BTreeMap<&'static str, String>,
+}
+
+async fn payee(app: &TestApp, programs: &[&'static str]) -> Payee {
+    let email = company_email("ref");
+    let mut codes = BTreeMap::new();
+    let mut id = String::new();
+    for slug in programs {
+        let enrolled = app.enroll(slug, &email, "customer").await;
+        id = enrolled.participant_id;
+        codes.insert(*slug, enrolled.code);
+    }
+    Payee { id, codes }
+}
+
+async fn set_details(app: &TestApp, who: &Payee, body: Value) -> Value {
+    let res = send(app, Method::PUT, &format!("/participants/{}/payout-details", who.id), body).await;
+    json_of(app, res, StatusCode::OK).await
+}
+
+async fn bank(app: &TestApp, who: &Payee, iban: &str) {
+    set_details(app, who, json!({"method": "bank_transfer", "iban": iban, "account_holder": "Ada Lovelace"})).await;
+}
+
+/// A won referral of `who` in `slug`, with its one reward.
+async fn reward(app: &TestApp, slug: &'static str, who: &Payee) -> Value {
+    let code = &who.codes[slug];
+    let body = json!({"referrer_code": code, "prospect": {"email": company_email("bob")}, "consent": true});
+    let res = send(app, Method::POST, &format!("/programs/{slug}/leads"), body).await;
+    let referral = json_of(app, res, StatusCode::CREATED).await;
+    let id = referral["id"].as_str().unwrap().to_string();
+    let mut won = json!({"type": "won", "program": slug, "occurred_at": "2026-03-14T15:00:00Z", "referral_id": id});
+    if slug == "double-sided" {
+        won["value"] = json!({"amount_minor": 120_000, "currency": "USD"});
+    }
+    let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&won).send().await.unwrap();
+    assert!(res.status().is_success(), "{}: {}", app.engine, res.text().await.unwrap_or_default());
+    let res = app.api_get(&format!("/rewards?referral={id}")).await;
+    let page = json_of(app, res, StatusCode::OK).await;
+    let items = page["items"].as_array().unwrap();
+    assert!(items.iter().all(|r| r["referral_id"] == id.as_str()), "{}: {page}", app.engine);
+    assert!(!items.is_empty(), "{}: a reward for {slug}", app.engine);
+    items.iter().find(|r| r["beneficiary"] == "referrer").unwrap_or(&items[0]).clone()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn get_reward(app: &TestApp, id: &str) -> Value {
+    let res = app.api_get(&format!("/rewards/{id}")).await;
+    json_of(app, res, StatusCode::OK).await
+}
+
+async fn create(app: &TestApp, body: Value) -> reqwest::Response {
+    send(app, Method::POST, "/payouts", body).await
+}
+
+async fn batch_of(app: &TestApp, ids: &[&str]) -> Value {
+    let res = create(app, json!({"reward_ids": ids})).await;
+    json_of(app, res, StatusCode::CREATED).await
+}
+
+fn item_of<'a>(batch: &'a Value, who: &Payee) -> &'a Value {
+    batch["items"].as_array().unwrap().iter().find(|i| i["participant_id"] == who.id.as_str()).expect("an item")
+}
+
+/// Runs a query returning one integer, on the app's database.
+async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    match app.database() {
+        DatabaseConfig::Sqlite { dir } => {
+            let url = format!("sqlite://{}", dir.join("vouch.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+        DatabaseConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+/// Sets a reward's amount directly (amounts the programs cannot produce).
+async fn force_amount(app: &TestApp, reward: &str, amount: i64) {
+    let sql = "UPDATE rewards SET amount_minor = $1 WHERE id = $2";
+    let id = uuid::Uuid::parse_str(reward).unwrap();
+    match app.database() {
+        DatabaseConfig::Sqlite { dir } => {
+            let pool =
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("vouch.db").display())).await.unwrap();
+            sqlx::query(sql).bind(amount).bind(id).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        DatabaseConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(sql).bind(amount).bind(id).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn count_batches(app: &TestApp) -> i64 {
+    scalar(app, "SELECT COUNT(*) FROM payout_batches").await
+}
+
+/// (from, to, actor) of a reward's events, oldest first.
+async fn events_of(app: &TestApp, reward: &str) -> Vec<(Option<String>, String, String)> {
+    let sql = "SELECT status_from, status_to, actor FROM reward_events WHERE reward_id = $1 ORDER BY at, id";
+    let id = uuid::Uuid::parse_str(reward).unwrap();
+    match app.database() {
+        DatabaseConfig::Sqlite { dir } => {
+            let pool =
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("vouch.db").display())).await.unwrap();
+            let rows = sqlx::query_as(sql).bind(id).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+        DatabaseConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let rows = sqlx::query_as(sql).bind(id).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+    }
+}
+
+/// The invariant: the paid total of rewards equals the sum of paid payout
+/// items (gift cards and applied credits aside), per currency.
+async fn assert_paid_total_matches_items(app: &TestApp) {
+    let rewards = scalar(
+        app,
+        "SELECT COALESCE(CAST(SUM(amount_minor) AS BIGINT), 0) FROM rewards WHERE status = 'paid' AND kind = 'cash'",
+    )
+    .await;
+    let items =
+        scalar(app, "SELECT COALESCE(CAST(SUM(amount_minor) AS BIGINT), 0) FROM payout_items WHERE status = 'paid'")
+            .await;
+    assert_eq!(rewards, items, "{}: paid cash rewards = paid payout items", app.engine);
+}
+
+fn parse_csv(text: &str) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| headers.iter().map(str::to_string).zip(r.unwrap().iter().map(str::to_string)).collect())
+        .collect()
+}
+
+async fn csv_of(app: &TestApp, path: &str) -> Vec<BTreeMap<String, String>> {
+    let res = app.api_get(path).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}: {path}", app.engine);
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(ct.starts_with("text/csv"), "{}: {path} is CSV: {ct}", app.engine);
+    parse_csv(&res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_batch_from_chosen_rewards_pays_each_participant_once() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
+        bank(&app, &a, IBAN_A).await;
+        bank(&app, &b, IBAN_B).await;
+        let (a1, a2, b1) = (
+            id(&reward(&app, "cash-usd", &a).await),
+            id(&reward(&app, "cash-usd", &a).await),
+            id(&reward(&app, "cash-usd", &b).await),
+        );
+        assert_eq!(get_reward(&app, &a1).await["status"], "approved", "{e}");
+
+        let batch = batch_of(&app, &[&a1, &b1, &a2]).await;
+        assert_eq!((batch["status"].as_str(), batch["method"].as_str()), (Some("open"), Some("bank_transfer")), "{e}");
+        assert_eq!(batch["total"], json!({"amount_minor": 45_000, "currency": "USD"}), "{e}: {batch}");
+        assert_eq!(batch["items"].as_array().unwrap().len(), 2, "{e}: one item per participant: {batch}");
+        let item_a = item_of(&batch, &a);
+        assert_eq!(item_a["amount"], json!({"amount_minor": 30_000, "currency": "USD"}), "{e}");
+        let mut ids: Vec<&str> = item_a["reward_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        ids.sort();
+        let mut want = vec![a1.as_str(), a2.as_str()];
+        want.sort();
+        assert_eq!(ids, want, "{e}");
+        assert_eq!(item_a["destination"], "DE…3000", "{e}: masked in JSON");
+        // Batched rewards stay approved until the batch is paid.
+        assert_eq!(get_reward(&app, &a1).await["status"], "approved", "{e}");
+        let res = app.api_get(&format!("/payouts/{}", id(&batch))).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, batch, "{e}");
+
+        // The export: full destinations, amounts, reward ids.
+        let rows = csv_of(&app, &format!("/payouts/{}/export", id(&batch))).await;
+        assert_eq!(rows.len(), 2, "{e}: {rows:?}");
+        let row_a = rows.iter().find(|r| r["destination"] == "DE89370400440532013000").expect("A's row");
+        assert_eq!(row_a["method"], "bank_transfer", "{e}");
+        assert_eq!(row_a["amount_minor"], "30000", "{e}");
+        assert_eq!(row_a["amount"], "300.00", "{e}");
+        assert_eq!(row_a["currency"], "USD", "{e}");
+        assert_eq!(row_a["account_holder"], "Ada Lovelace", "{e}");
+        assert_eq!(row_a["payee"], "Test Person", "{e}");
+        let mut exported: Vec<&str> = row_a["reward_ids"].split(' ').collect();
+        exported.sort();
+        assert_eq!(exported, want, "{e}");
+        let row_b = rows.iter().find(|r| r["destination"] == "GB82WEST12345698765432").expect("B's row");
+        assert_eq!((row_b["amount_minor"].as_str(), row_b["reward_ids"].as_str()), ("15000", b1.as_str()), "{e}");
+
+        // Marked paid: the batch, its items and rewards; twice changes nothing.
+        let path = format!("/payouts/{}/paid", id(&batch));
+        let res = send(&app, Method::POST, &path, json!({"external_reference": "SEPA-2026-001"})).await;
+        let paid = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(
+            (paid["status"].as_str(), paid["external_reference"].as_str()),
+            (Some("paid"), Some("SEPA-2026-001"))
+        );
+        assert!(paid["items"].as_array().unwrap().iter().all(|i| i["status"] == "paid"), "{e}: {paid}");
+        for r in [&a1, &a2, &b1] {
+            assert_eq!(get_reward(&app, r).await["status"], "paid", "{e}");
+            let events = events_of(&app, r).await;
+            let last = events.last().unwrap();
+            assert_eq!(
+                (last.0.as_deref(), last.1.as_str(), last.2.as_str()),
+                (Some("approved"), "paid", "api-key:tests")
+            );
+        }
+        let events_before = events_of(&app, &a1).await.len();
+        let res = send(&app, Method::POST, &path, json!({"external_reference": "SEPA-2026-002"})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, paid, "{e}: paid twice, same answer");
+        assert_eq!(events_of(&app, &a1).await.len(), events_before, "{e}: no second event");
+
+        // A paid reward cannot be batched again.
+        let res = create(&app, json!({"reward_ids": [a1]})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "reward_not_approved").await;
+        assert_eq!(pointers(&p), ["/reward_ids/0"], "{e}");
+        assert_paid_total_matches_items(&app).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_by_method_and_currency_has_one_item_per_participant_above_the_minimum() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let (a, b, c) = (
+            payee(&app, &["cash-usd", "cash-eur"]).await,
+            payee(&app, &["cash-usd"]).await,
+            payee(&app, &["cash-usd"]).await,
+        );
+        bank(&app, &a, IBAN_A).await;
+        bank(&app, &b, IBAN_B).await;
+        set_details(&app, &c, json!({"method": "paypal", "email": "carol@example.org"})).await;
+        let a_rewards = [id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &a).await)];
+        let a_eur = id(&reward(&app, "cash-eur", &a).await);
+        let b1 = id(&reward(&app, "cash-usd", &b).await);
+        let c1 = id(&reward(&app, "cash-usd", &c).await);
+
+        // Minimum USD 200.00: only A (USD 300.00) is owed that much.
+        let body = json!({"method": "bank_transfer", "currency": "USD",
+            "min_amount": {"amount_minor": 20_000, "currency": "USD"}});
+        let res = create(&app, body).await;
+        let first = json_of(&app, res, StatusCode::CREATED).await;
+        let items = first["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{e}: {first}");
+        assert_eq!(items[0]["participant_id"], a.id.as_str(), "{e}");
+        assert_eq!(items[0]["amount"], json!({"amount_minor": 30_000, "currency": "USD"}), "{e}");
+        assert_eq!(items[0]["reward_ids"].as_array().unwrap().len(), 2, "{e}: not the EUR one");
+
+        // Without a minimum: B; A's are in the open batch, C is paid by PayPal.
+        let res = create(&app, json!({"method": "bank_transfer", "currency": "USD"})).await;
+        let second = json_of(&app, res, StatusCode::CREATED).await;
+        let items = second["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{e}: {second}");
+        assert_eq!((items[0]["participant_id"].as_str(), &items[0]["reward_ids"]), (Some(b.id.as_str()), &json!([b1])));
+
+        let res = create(&app, json!({"method": "paypal", "currency": "USD"})).await;
+        let third = json_of(&app, res, StatusCode::CREATED).await;
+        assert_eq!(third["items"][0]["reward_ids"], json!([c1]), "{e}");
+        assert_eq!(third["items"][0]["destination"], "c***@example.org", "{e}");
+        let res = create(&app, json!({"method": "bank_transfer", "currency": "EUR"})).await;
+        let euro = json_of(&app, res, StatusCode::CREATED).await;
+        assert_eq!(euro["total"], json!({"amount_minor": 8000, "currency": "EUR"}), "{e}");
+        assert_eq!(euro["items"][0]["reward_ids"], json!([a_eur]), "{e}");
+
+        // Nothing left: a specific problem, and no batch.
+        let before = count_batches(&app).await;
+        let res = create(&app, json!({"method": "bank_transfer", "currency": "USD"})).await;
+        expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_pay").await;
+        assert_eq!(count_batches(&app).await, before, "{e}");
+        for r in a_rewards.iter().chain([&b1, &c1]) {
+            assert_eq!(get_reward(&app, r).await["status"], "approved", "{e}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_item_puts_its_rewards_back_to_approved_and_batchable() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
+        bank(&app, &a, IBAN_A).await;
+        bank(&app, &b, IBAN_B).await;
+        let (a1, b1) = (id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &b).await));
+        let batch = batch_of(&app, &[&a1, &b1]).await;
+        let item_a = id(item_of(&batch, &a));
+
+        // Failed before payment: A's reward leaves the batch.
+        let path = format!("/payouts/{}/items/{item_a}/failed", id(&batch));
+        let res = send(&app, Method::POST, &path, json!({"reason": "IBAN closed"})).await;
+        let failed = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(item_of(&failed, &a)["status"], "failed", "{e}: {failed}");
+        assert_eq!(item_of(&failed, &a)["failure_reason"], "IBAN closed", "{e}");
+        assert_eq!(failed["total"]["amount_minor"], 15_000, "{e}: the total leaves the failed item out");
+        assert_eq!(get_reward(&app, &a1).await["status"], "approved", "{e}");
+        let rows = csv_of(&app, &format!("/payouts/{}/export", id(&batch))).await;
+        assert_eq!(rows.len(), 1, "{e}: the export leaves the failed item out");
+        // Failing it again changes nothing.
+        let res = send(&app, Method::POST, &path, json!({"reason": "again"})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, failed, "{e}");
+
+        // Marking the batch paid pays B only.
+        let res =
+            send(&app, Method::POST, &format!("/payouts/{}/paid", id(&batch)), json!({"external_reference": "R1"}))
+                .await;
+        json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(get_reward(&app, &a1).await["status"], "approved", "{e}");
+        assert_eq!(get_reward(&app, &b1).await["status"], "paid", "{e}");
+
+        // A's reward is batched again, paid, then returned: approved once more.
+        let again = batch_of(&app, &[&a1]).await;
+        let res =
+            send(&app, Method::POST, &format!("/payouts/{}/paid", id(&again)), json!({"external_reference": "R2"}))
+                .await;
+        json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(get_reward(&app, &a1).await["status"], "paid", "{e}");
+        assert_paid_total_matches_items(&app).await;
+        let item = id(item_of(&again, &a));
+        let path = format!("/payouts/{}/items/{item}/failed", id(&again));
+        let res = send(&app, Method::POST, &path, json!({"reason": "returned by the bank"})).await;
+        json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(get_reward(&app, &a1).await["status"], "approved", "{e}");
+        let events = events_of(&app, &a1).await;
+        let last = events.last().unwrap();
+        assert_eq!((last.0.as_deref(), last.1.as_str()), (Some("paid"), "approved"), "{e}: {events:?}");
+        assert_paid_total_matches_items(&app).await;
+        batch_of(&app, &[&a1]).await;
+
+        // Bad input: a reason is needed; unknown items and batches are 404.
+        let res = send(&app, Method::POST, &path, json!({"reason": " "})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        assert_eq!(pointers(&p), ["/reason"], "{e}");
+        let path = format!("/payouts/{}/items/{}/failed", id(&again), uuid::Uuid::now_v7());
+        let res = send(&app, Method::POST, &path, json!({"reason": "x"})).await;
+        expect_problem(e, res, StatusCode::NOT_FOUND, "not_found").await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_payout_requests_get_a_specific_problem_and_change_nothing() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["cash-usd", "cash-eur", "cash-manual", "customer-credit"]).await;
+        let (b, c) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
+        bank(&app, &a, IBAN_A).await;
+        set_details(&app, &b, json!({"method": "paypal", "email": "bea@example.org"})).await;
+        let usd = id(&reward(&app, "cash-usd", &a).await);
+        let usd2 = id(&reward(&app, "cash-usd", &a).await);
+        let eur = id(&reward(&app, "cash-eur", &a).await);
+        let pending = reward(&app, "cash-manual", &a).await;
+        assert_eq!(pending["status"], "pending", "{e}: awaiting approval");
+        let credit = id(&reward(&app, "customer-credit", &a).await);
+        let by_paypal = id(&reward(&app, "cash-usd", &b).await);
+        let nowhere = id(&reward(&app, "cash-usd", &c).await);
+        let unknown = uuid::Uuid::now_v7().to_string();
+
+        let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
+            (
+                json!({"reward_ids": [usd, id(&pending)]}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reward_not_approved",
+                "/reward_ids/1",
+            ),
+            (json!({"reward_ids": [usd, eur]}), StatusCode::UNPROCESSABLE_ENTITY, "mixed_currencies", "/reward_ids/1"),
+            (
+                json!({"reward_ids": [usd, by_paypal]}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mixed_methods",
+                "/reward_ids/1",
+            ),
+            (
+                json!({"reward_ids": [usd, unknown]}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_reward",
+                "/reward_ids/1",
+            ),
+            (json!({"reward_ids": [usd, "nope"]}), StatusCode::UNPROCESSABLE_ENTITY, "unknown_reward", "/reward_ids/1"),
+            (json!({"reward_ids": [usd, usd]}), StatusCode::UNPROCESSABLE_ENTITY, "duplicate_reward", "/reward_ids/1"),
+            (json!({"reward_ids": [credit]}), StatusCode::UNPROCESSABLE_ENTITY, "reward_not_cash", "/reward_ids/0"),
+            (json!({"reward_ids": [nowhere]}), StatusCode::UNPROCESSABLE_ENTITY, "no_payout_details", "/reward_ids/0"),
+            (json!({"reward_ids": []}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "/reward_ids"),
+            (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "/reward_ids"),
+            (
+                json!({"reward_ids": [usd], "method": "paypal"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "/reward_ids",
+            ),
+            (
+                json!({"method": "cheque", "currency": "USD"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "/method",
+            ),
+            (
+                json!({"method": "paypal", "currency": "usd"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "/currency",
+            ),
+            (
+                json!({"method": "paypal", "currency": "USD", "min_amount": {"amount_minor": 1, "currency": "EUR"}}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "/min_amount/currency",
+            ),
+        ];
+        for (body, status, code, pointer) in cases {
+            let res = create(&app, body.clone()).await;
+            let p = expect_problem(e, res, status, code).await;
+            assert_eq!(pointers(&p), [pointer], "{e}: {body}");
+        }
+        assert_eq!(count_batches(&app).await, 0, "{e}: no batch was made");
+
+        // Already in an open batch.
+        let open = batch_of(&app, &[&usd]).await;
+        let res = create(&app, json!({"reward_ids": [usd2, usd]})).await;
+        let p = expect_problem(e, res, StatusCode::CONFLICT, "reward_in_open_batch").await;
+        assert_eq!(pointers(&p), ["/reward_ids/1"], "{e}");
+        assert!(p["detail"].as_str().unwrap().contains(&id(&open)), "{e}: names the batch: {p}");
+
+        // Overflowing sums (amounts the programs cannot make, set directly).
+        let big = [id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &a).await)];
+        for r in &big {
+            force_amount(&app, r, i64::MAX / 2 + 1).await;
+        }
+        let res = create(&app, json!({"reward_ids": big})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "amount_overflow").await;
+        assert_eq!(pointers(&p), ["/reward_ids/1"], "{e}");
+        let res = create(&app, json!({"method": "bank_transfer", "currency": "USD"})).await;
+        expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "amount_overflow").await;
+
+        // Nothing changed: one batch, every reward where it was.
+        assert_eq!(count_batches(&app).await, 1, "{e}");
+        for r in [&usd2, &eur, &credit, &by_paypal, &nowhere, &big[0], &big[1]] {
+            assert_eq!(get_reward(&app, r).await["status"], "approved", "{e}");
+        }
+        assert_eq!(get_reward(&app, &id(&pending)).await["status"], "pending", "{e}");
+
+        // Marking paid: a reference is needed; unknown batches are 404.
+        let res =
+            send(&app, Method::POST, &format!("/payouts/{}/paid", id(&open)), json!({"external_reference": ""})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        assert_eq!(pointers(&p), ["/external_reference"], "{e}");
+        assert_eq!(get_reward(&app, &usd).await["status"], "approved", "{e}");
+        let res = send(
+            &app,
+            Method::POST,
+            &format!("/payouts/{}/paid", uuid::Uuid::now_v7()),
+            json!({"external_reference": "x"}),
+        )
+        .await;
+        expect_problem(e, res, StatusCode::NOT_FOUND, "not_found").await;
+        let res = app.api_get(&format!("/payouts/{}", uuid::Uuid::now_v7())).await;
+        expect_problem(e, res, StatusCode::NOT_FOUND, "not_found").await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn payout_details_are_checked_and_shown_masked() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["cash-usd"]).await;
+        let shown =
+            set_details(&app, &a, json!({"method": "bank_transfer", "iban": IBAN_A, "account_holder": "Ada"})).await;
+        assert_eq!(shown, json!({"method": "bank_transfer", "destination": "DE…3000", "account_holder": "Ada"}), "{e}");
+        let res = app.api_get(&format!("/participants/{}", a.id)).await;
+        let p = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(p["payout_details"], shown, "{e}: {p}");
+        assert!(!p.to_string().contains("370400440532"), "{e}: never the full IBAN");
+
+        let cases = [
+            (
+                json!({"method": "bank_transfer", "iban": "DE89370400440532013001", "account_holder": "Ada"}),
+                vec!["/iban"],
+            ),
+            (json!({"method": "bank_transfer", "iban": IBAN_A}), vec!["/account_holder"]),
+            (json!({"method": "paypal"}), vec!["/email"]),
+            (json!({"method": "paypal", "email": "not an email"}), vec!["/email"]),
+            (json!({"method": "paypal", "email": "a@example.org", "iban": IBAN_A}), vec!["/iban"]),
+            (json!({"method": "cheque"}), vec!["/method"]),
+        ];
+        for (body, want) in cases {
+            let res = send(&app, Method::PUT, &format!("/participants/{}/payout-details", a.id), body.clone()).await;
+            let problem = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+            assert_eq!(pointers(&problem), want, "{e}: {body}");
+        }
+        let res = app.api_get(&format!("/participants/{}", a.id)).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await["payout_details"], shown, "{e}: unchanged");
+        let res = send(
+            &app,
+            Method::PUT,
+            &format!("/participants/{}/payout-details", uuid::Uuid::now_v7()),
+            json!({"method": "paypal", "email": "a@example.org"}),
+        )
+        .await;
+        expect_problem(e, res, StatusCode::NOT_FOUND, "not_found").await;
+        // Replacing them.
+        let shown = set_details(&app, &a, json!({"method": "paypal", "email": "ada@example.org"})).await;
+        assert_eq!(shown["destination"], "a***@example.org", "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn gift_cards_wait_in_a_queue_until_their_card_is_entered() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["gift-auto", "cash-usd"]).await;
+        let card = id(&reward(&app, "gift-auto", &a).await);
+        let cash = id(&reward(&app, "cash-usd", &a).await);
+
+        let res = app.api_get("/fulfilment/gift-cards").await;
+        let queue = json_of(&app, res, StatusCode::OK).await;
+        let items = queue["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{e}: {queue}");
+        assert_eq!(items[0]["reward_id"], card.as_str(), "{e}");
+        assert_eq!(items[0]["amount"], json!({"amount_minor": 2500, "currency": "USD"}), "{e}");
+        assert_eq!(items[0]["program"], "gift-auto", "{e}");
+        let rows = csv_of(&app, "/fulfilment/gift-cards?format=csv").await;
+        assert_eq!(rows.len(), 1, "{e}");
+        assert_eq!((rows[0]["reward_id"].as_str(), rows[0]["amount"].as_str()), (card.as_str(), "25.00"), "{e}");
+
+        // Bad input first: nothing changes.
+        let res = send(&app, Method::POST, &format!("/rewards/{card}/fulfil"), json!({"card_reference": ""})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        assert_eq!(pointers(&p), ["/card_reference"], "{e}");
+        let res = send(&app, Method::POST, &format!("/rewards/{cash}/fulfil"), json!({"card_reference": "X"})).await;
+        expect_problem(e, res, StatusCode::CONFLICT, "wrong_reward_kind").await;
+        assert_eq!(get_reward(&app, &cash).await["status"], "approved", "{e}");
+        let res = app.api_get("/fulfilment/gift-cards?format=xml").await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query").await;
+        assert_eq!(pointers(&p), ["/format"], "{e}");
+
+        let path = format!("/rewards/{card}/fulfil");
+        let res = send(&app, Method::POST, &path, json!({"card_reference": "AMZ-123"})).await;
+        let done = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(done["status"], "paid", "{e}");
+        assert_eq!(get_reward(&app, &card).await["status"], "paid", "{e}");
+        let events = events_of(&app, &card).await;
+        assert_eq!(events.last().map(|l| (l.1.as_str(), l.2.as_str())), Some(("paid", "api-key:tests")), "{e}");
+        let res = app.api_get("/fulfilment/gift-cards").await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await["items"], json!([]), "{e}");
+        // The same reference again answers the same; another is refused.
+        let res = send(&app, Method::POST, &path, json!({"card_reference": "AMZ-123"})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, done, "{e}");
+        let res = send(&app, Method::POST, &path, json!({"card_reference": "AMZ-999"})).await;
+        expect_problem(e, res, StatusCode::CONFLICT, "already_fulfilled").await;
+        assert_eq!(events_of(&app, &card).await.len(), events.len(), "{e}: no new event");
+
+        // A gift card awaiting approval is not fulfilled.
+        let agent = payee(&app, &["agent-gift-card"]).await;
+        let waiting = id(&reward(&app, "agent-gift-card", &agent).await);
+        let res = send(&app, Method::POST, &format!("/rewards/{waiting}/fulfil"), json!({"card_reference": "X"})).await;
+        expect_problem(e, res, StatusCode::CONFLICT, "reward_not_approved").await;
+        assert_eq!(get_reward(&app, &waiting).await["status"], "pending", "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn credits_and_plan_upgrades_are_handed_to_billing_exactly_once() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["customer-credit", "double-sided"]).await;
+        let credit = id(&reward(&app, "customer-credit", &a).await);
+        let upgrade = reward(&app, "double-sided", &a).await;
+        assert_eq!(upgrade["kind"], "plan_upgrade", "{e}");
+        let res = app.api_get(&format!("/rewards?referral={}", upgrade["referral_id"].as_str().unwrap())).await;
+        let page = json_of(&app, res, StatusCode::OK).await;
+        let welcome = page["items"].as_array().unwrap().iter().find(|r| r["beneficiary"] == "referee").unwrap().clone();
+        // One applied before any hand-over is never handed over.
+        let early = id(&reward(&app, "customer-credit", &a).await);
+        let res = send(&app, Method::POST, &format!("/rewards/{early}/applied"), json!({})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await["status"], "paid", "{e}");
+
+        // Twice (and the server's own task may run too): one row per reward.
+        let now = jiff::Timestamp::now();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        // The mail delivery leaves billing rows alone: pending, not dead.
+        let mailer = vouch_server::mail::Mailer::from_config(&{
+            let mut c = vouch_server::ServerConfig::new(url::Url::parse("http://localhost/").unwrap());
+            c.mailbox_dir = app.mailbox.path().to_path_buf();
+            c
+        });
+        vouch_server::mail::deliver_due(&app.store, &mailer, now).await.unwrap();
+        let rows: Vec<_> =
+            app.store.outbox_items(None).await.unwrap().into_iter().filter(|i| i.kind == "billing").collect();
+        assert_eq!(rows.len(), 3, "{e}: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r.status == vouch_store::OutboxStatus::Pending && r.attempts == 0),
+            "{e}: {rows:?}"
+        );
+        let of = |reward: &str| rows.iter().find(|r| r.payload["reward_id"] == reward).expect("a row").payload.clone();
+        let p = of(&credit);
+        assert_eq!((p["type"].as_str(), p["beneficiary"].as_str()), (Some("credit"), Some("referrer")), "{e}: {p}");
+        assert_eq!(p["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {p}");
+        assert_eq!(p["recipient"]["participant_id"], a.id.as_str(), "{e}: {p}");
+        let p = of(&id(&upgrade));
+        assert_eq!((p["plan"].as_str(), p["months"].as_i64()), (Some("premium"), Some(3)), "{e}: {p}");
+        let p = of(&id(&welcome));
+        assert_eq!(p["beneficiary"], "referee", "{e}: {p}");
+        assert_eq!(p["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {p}");
+        assert!(p["recipient"]["email"].as_str().is_some_and(|m| m.contains('@')), "{e}: the referee: {p}");
+
+        // Applied: paid; the same again answers the same; a cash reward is refused.
+        let path = format!("/rewards/{credit}/applied");
+        let res = send(&app, Method::POST, &path, json!({"reference": "INV-42"})).await;
+        let applied = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(applied["status"], "paid", "{e}");
+        let res = send(&app, Method::POST, &path, json!({"reference": "INV-42"})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, applied, "{e}");
+        let res = send(&app, Method::POST, &path, json!({"reference": "INV-43"})).await;
+        expect_problem(e, res, StatusCode::CONFLICT, "already_fulfilled").await;
+        let cash_payee = payee(&app, &["cash-usd"]).await;
+        let cash = id(&reward(&app, "cash-usd", &cash_payee).await);
+        let res = send(&app, Method::POST, &format!("/rewards/{cash}/applied"), json!({})).await;
+        expect_problem(e, res, StatusCode::CONFLICT, "wrong_reward_kind").await;
+        assert_eq!(get_reward(&app, &cash).await["status"], "approved", "{e}");
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        let billing = app.store.outbox_items(None).await.unwrap().into_iter().filter(|i| i.kind == "billing").count();
+        assert_eq!(billing, 3, "{e}: nothing new");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_payee_report_sums_each_payees_paid_rewards_in_a_year() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let (a, b) = (payee(&app, &["cash-usd", "cash-eur"]).await, payee(&app, &["cash-usd"]).await);
+        bank(&app, &a, IBAN_A).await;
+        bank(&app, &b, IBAN_B).await;
+        let ids = [
+            id(&reward(&app, "cash-usd", &a).await),
+            id(&reward(&app, "cash-usd", &a).await),
+            id(&reward(&app, "cash-usd", &b).await),
+        ];
+        let eur = id(&reward(&app, "cash-eur", &a).await);
+        let unpaid = id(&reward(&app, "cash-usd", &b).await);
+        for batch in [batch_of(&app, &[&ids[0], &ids[1], &ids[2]]).await, batch_of(&app, &[&eur]).await] {
+            let res =
+                send(&app, Method::POST, &format!("/payouts/{}/paid", id(&batch)), json!({"external_reference": "R"}))
+                    .await;
+            json_of(&app, res, StatusCode::OK).await;
+        }
+        assert_eq!(get_reward(&app, &unpaid).await["status"], "approved", "{e}");
+        let year = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).year();
+        let rows = csv_of(&app, &format!("/reports/payees?year={year}")).await;
+        let find = |who: &Payee, currency: &str| {
+            rows.iter().find(|r| r["participant_id"] == who.id && r["currency"] == currency).cloned()
+        };
+        let a_usd = find(&a, "USD").expect("A in USD");
+        assert_eq!(
+            (a_usd["paid_minor"].as_str(), a_usd["paid"].as_str(), a_usd["rewards"].as_str()),
+            ("30000", "300.00", "2")
+        );
+        assert_eq!(find(&a, "EUR").expect("A in EUR")["paid_minor"], "8000", "{e}");
+        assert_eq!(find(&b, "USD").expect("B")["paid_minor"], "15000", "{e}: the unpaid one left out");
+        assert_eq!(rows.len(), 3, "{e}: {rows:?}");
+        assert!(csv_of(&app, &format!("/reports/payees?year={}", year - 1)).await.is_empty(), "{e}");
+        let res = app.api_get("/reports/payees").await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query").await;
+        assert_eq!(pointers(&p), ["/year"], "{e}");
+        app.stop().await;
+    }
+}
+
+/// Runs a statement on the app's database; the error's text if it fails.
+async fn exec(app: &TestApp, sql: &str) -> Result<u64, String> {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match app.database() {
+        DatabaseConfig::Sqlite { dir } => {
+            let pool =
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("vouch.db").display())).await.unwrap();
+            let done = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected()).map_err(|e| e.to_string());
+            pool.close().await;
+            done
+        }
+        DatabaseConfig::Postgres { url, .. } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let done = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected()).map_err(|e| e.to_string());
+            pool.close().await;
+            done
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_schema_keeps_a_reward_in_one_open_batch_and_amounts_whole() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["cash-usd"]).await;
+        bank(&app, &a, IBAN_A).await;
+        let (r, r2) = (id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &a).await));
+        let batch = batch_of(&app, &[&r]).await;
+        let other = batch_of(&app, &[&r2]).await;
+        let (item, item2) = (id(item_of(&batch, &a)), id(item_of(&other, &a)));
+        let uuid = |u: &str| match e {
+            "sqlite" => format!("X'{}'", u.replace('-', "")),
+            _ => format!("'{u}'"),
+        };
+        // The first batch's reward linked to the second batch too, open (as a
+        // racing creation would write it): the partial unique index refuses.
+        let second = format!(
+            "INSERT INTO payout_item_rewards (item_id, reward_id, batch_id, amount_minor, state)
+             VALUES ({}, {}, {}, 15000, 'open')",
+            uuid(&item2),
+            uuid(&r),
+            uuid(&id(&other))
+        );
+        let refused = exec(&app, &second).await.expect_err("a second open link is refused");
+        assert!(refused.to_lowercase().contains("unique"), "{e}: {refused}");
+        assert!(refused.contains("payout_item_rewards"), "{e}: {refused}");
+        // A failed link does not count: a returned reward can be batched again.
+        let failed = format!("UPDATE payout_item_rewards SET state = 'failed' WHERE item_id = {}", uuid(&item));
+        assert_eq!(exec(&app, &failed).await, Ok(1), "{e}");
+        assert_eq!(exec(&app, &second).await, Ok(1), "{e}");
+        // Amounts are whole minor units.
+        let fraction = format!("UPDATE payout_items SET amount_minor = 1.5 WHERE id = {}", uuid(&item));
+        let refused = exec(&app, &fraction).await;
+        let stored = scalar(&app, &format!("SELECT amount_minor FROM payout_items WHERE id = {}", uuid(&item))).await;
+        assert!(refused.is_err() || stored == 2, "{e}: {refused:?}, stored {stored}");
+        assert_eq!(stored, if refused.is_err() { 15_000 } else { 2 }, "{e}");
+        if e == "sqlite" {
+            assert!(refused.is_err(), "{e}: SQLite refuses a fraction");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_late_churn_does_not_void_a_reward_in_an_open_batch_unseen() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["cash-held"]).await;
+        bank(&app, &a, IBAN_A).await;
+        let held = reward(&app, "cash-held", &a).await;
+        assert_eq!(held["status"], "pending", "{e}: on hold until {}", held["release_at"]);
+        vouch_server::holds::release_all_due(&app.store, jiff::Timestamp::now()).await.unwrap();
+        let r = id(&held);
+        assert_eq!(get_reward(&app, &r).await["status"], "approved", "{e}");
+        let batch = batch_of(&app, &[&r]).await;
+
+        // A churn dated before the hold ended arrives late.
+        let churn = json!({"type": "churned", "program": "cash-held", "occurred_at": "2026-03-20T00:00:00Z",
+            "referral_id": held["referral_id"]});
+        let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&churn).send().await.unwrap();
+        assert!(res.status().is_success(), "{e}: {}", res.text().await.unwrap_or_default());
+        assert_eq!(get_reward(&app, &r).await["status"], "approved", "{e}: still in the batch");
+        let events = events_of(&app, &r).await;
+        let last = events.last().unwrap();
+        assert_eq!((last.0.as_deref(), last.1.as_str()), (Some("approved"), "approved"), "{e}: {events:?}");
+        let res = app.api_get(&format!("/payouts/{}", id(&batch))).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, batch, "{e}: the batch is as it was");
+        let note = scalar(
+            &app,
+            "SELECT COUNT(*) FROM reward_events WHERE status_to = 'approved' AND reason LIKE 'not voided: in open payout batch%'",
+        )
+        .await;
+        assert_eq!(note, 1, "{e}: recorded");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_holding_a_reward_voided_meanwhile_is_not_paid_until_its_item_fails() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
+        bank(&app, &a, IBAN_A).await;
+        bank(&app, &b, IBAN_B).await;
+        let (a1, b1) = (id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &b).await));
+        let batch = batch_of(&app, &[&a1, &b1]).await;
+        // Finance voids one by hand while the batch is open.
+        let res = send(&app, Method::POST, &format!("/rewards/{a1}/void"), json!({"reason": "duplicate"})).await;
+        assert!(res.status().is_success(), "{e}: {}", res.text().await.unwrap_or_default());
+
+        let path = format!("/payouts/{}/paid", id(&batch));
+        let res = send(&app, Method::POST, &path, json!({"external_reference": "R"})).await;
+        let p = expect_problem(e, res, StatusCode::CONFLICT, "reward_not_approved").await;
+        assert!(p["detail"].as_str().unwrap().contains(&a1), "{e}: names the reward: {p}");
+        assert_eq!(get_reward(&app, &b1).await["status"], "approved", "{e}: nothing paid");
+        let res = app.api_get(&format!("/payouts/{}", id(&batch))).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await, batch, "{e}: the batch is as it was");
+
+        let item = id(item_of(&batch, &a));
+        let res = send(
+            &app,
+            Method::POST,
+            &format!("/payouts/{}/items/{item}/failed", id(&batch)),
+            json!({"reason": "voided"}),
+        )
+        .await;
+        json_of(&app, res, StatusCode::OK).await;
+        let res = send(&app, Method::POST, &path, json!({"external_reference": "R"})).await;
+        let paid = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(paid["total"]["amount_minor"], 15_000, "{e}: {paid}");
+        assert_eq!(get_reward(&app, &b1).await["status"], "paid", "{e}");
+        assert_eq!(get_reward(&app, &a1).await["status"], "voided", "{e}");
+        assert_paid_total_matches_items(&app).await;
+        app.stop().await;
+    }
+}
