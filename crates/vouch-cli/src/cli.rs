@@ -105,6 +105,18 @@ pub enum ProgramCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Replay the referrals of a period under a draft program file and print,
+    /// beside the version in force, what it would have paid per month and per
+    /// referrer. The draft is never stored.
+    Simulate {
+        file: PathBuf,
+        /// The first day of the period, YYYY-MM-DD, in the program's time zone.
+        #[arg(long)]
+        since: jiff::civil::Date,
+        /// The last day of the period, included [default: today].
+        #[arg(long)]
+        until: Option<jiff::civil::Date>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,9 +137,14 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of referrals to generate in all, across the programs and referrers.
-    #[arg(long, default_value_t = vouch_server::demo::DEFAULT_REFERRALS)]
-    pub scale: u64,
+    /// Number of referrals to generate in all, across the programs and referrers, written in bulk
+    /// (fast enough for millions). Without it, the small demo: 300 referrals made one by one through
+    /// attribution, with clicks and every rejection reason.
+    #[arg(long)]
+    pub scale: Option<u64>,
+    /// The seed of a `--scale` demo: the same seed makes the same demo.
+    #[arg(long, default_value_t = 2026, requires = "scale")]
+    pub seed: u64,
     /// Base of the links shown [default: http://127.0.0.1:8080].
     #[arg(long, env = "VOUCH_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -48,26 +48,12 @@ pub async fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Program(ProgramCommand::Apply { file: path, dry_run }) => {
-            let source = std::fs::read_to_string(&path)
-                .map_err(|e| Failure::Invalid(format!("{}: cannot read: {e}", path.display())))?;
-            let definition = parse_program(&source).map_err(|errs| {
-                let lines: Vec<String> = errs
-                    .errors
-                    .iter()
-                    .map(|e| {
-                        let place = match (e.line, e.column) {
-                            (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
-                            (Some(l), None) => format!("{}:{l}", path.display()),
-                            _ => path.display().to_string(),
-                        };
-                        // A TOML syntax error belongs to no field.
-                        let field = if e.field.is_empty() { String::new() } else { format!(" `{}`:", e.field) };
-                        format!("{place}:{field} {}", e.reason)
-                    })
-                    .collect();
-                Failure::Invalid(format!("{}\nNothing was applied.", lines.join("\n")))
-            })?;
+            let (source, definition) = read_program(&path, "Nothing was applied.")?;
             apply_program(&open().await?, definition, &source, dry_run).await
+        }
+        Command::Program(ProgramCommand::Simulate { file: path, since, until }) => {
+            let (_, draft) = read_program(&path, "Nothing was simulated.")?;
+            crate::simulate::simulate(&open().await?, &draft, since, until).await
         }
         Command::ApiKey(cmd) => api_key(&open().await?, cmd).await,
         Command::Import(ImportCommand::Customers { file: path }) => crate::import::import_customers(&path, open).await,
@@ -77,7 +63,7 @@ pub async fn run(cli: Cli) -> Outcome {
                 DEFAULT_LISTEN.parse().expect("valid default"),
             )
             .map_err(Failure::Invalid)?;
-            demo(&open().await?, args.scale, &base).await
+            demo(&open().await?, args.scale, args.seed, &base).await
         }
         Command::Jobs(JobsCommand::Run(args)) => {
             let base = public_url(
@@ -91,6 +77,34 @@ pub async fn run(cli: Cli) -> Outcome {
             crate::jobs::run(&open().await?, &config).await
         }
     }
+}
+
+/// Reads and validates a program file; every problem is reported as
+/// `FILE:LINE:COLUMN: `field`: reason`, followed by `nothing`.
+fn read_program(
+    path: &std::path::Path,
+    nothing: &str,
+) -> Result<(String, vouch_domain::program::ProgramDefinition), Failure> {
+    let source =
+        std::fs::read_to_string(path).map_err(|e| Failure::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+    let definition = parse_program(&source).map_err(|errs| {
+        let lines: Vec<String> = errs
+            .errors
+            .iter()
+            .map(|e| {
+                let place = match (e.line, e.column) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+                    (Some(l), None) => format!("{}:{l}", path.display()),
+                    _ => path.display().to_string(),
+                };
+                // A TOML syntax error belongs to no field.
+                let field = if e.field.is_empty() { String::new() } else { format!(" `{}`:", e.field) };
+                format!("{place}:{field} {}", e.reason)
+            })
+            .collect();
+        Failure::Invalid(format!("{}\n{nothing}", lines.join("\n")))
+    })?;
+    Ok((source, definition))
 }
 
 fn init_logging(serving: bool) {
@@ -234,8 +248,11 @@ async fn api_key(store: &Store, cmd: ApiKeyCommand) -> Outcome {
     Ok(())
 }
 
-async fn demo(store: &Store, scale: u64, base: &url::Url) -> Outcome {
-    let outcome = vouch_server::demo::fill_with(store, Timestamp::now(), scale).await?;
+async fn demo(store: &Store, scale: Option<u64>, seed: u64, base: &url::Url) -> Outcome {
+    let outcome = match scale {
+        Some(n) => vouch_server::demo::fill_scaled(store, Timestamp::now(), n, seed).await?,
+        None => vouch_server::demo::fill(store, Timestamp::now()).await?,
+    };
     print_demo(&outcome, base);
     Ok(())
 }

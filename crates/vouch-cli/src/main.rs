@@ -14,6 +14,7 @@ mod commands;
 mod config;
 mod import;
 mod jobs;
+mod simulate;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -44,10 +44,10 @@ mod tests {
 
     #[test]
     fn all_wants_every_stage_won_only_only_won_and_none_nothing() {
-        for stage in Stage::ALL {
-            assert!(StageUpdates::All.wants(*stage), "{stage:?}");
-            assert_eq!(StageUpdates::WonOnly.wants(*stage), *stage == Stage::Won, "{stage:?}");
-            assert!(!StageUpdates::None.wants(*stage), "{stage:?}");
+        for &stage in Stage::ALL {
+            assert!(StageUpdates::All.wants(stage), "{stage:?}");
+            assert_eq!(StageUpdates::WonOnly.wants(stage), stage == Stage::Won, "{stage:?}");
+            assert!(!StageUpdates::None.wants(stage), "{stage:?}");
         }
     }
 

@@ -23,6 +23,9 @@ use vouch_store::{Consent, NewClick, NewCustomer, NewProspect, Store, StoreError
 use crate::enroll::{Enrollment, enroll};
 use crate::refer::{Submission, refer};
 
+mod scale;
+pub use scale::fill_scaled;
+
 /// Referrals made by `fill` (and `vouch serve --demo`, `vouch demo` without `--scale`).
 pub const DEFAULT_REFERRALS: u64 = 300;
 /// The actor of everything the demo does as staff.

@@ -118,9 +118,9 @@ pub async fn ingest(
                 let signup = SignupReferral { referral: &prepared.referral, decide: &decide };
                 let (recorded, made) = store.record_signup(signup, &new).await.map_err(fact_error(&slug))?;
                 match made {
-                    Some(Ok(record)) => {
-                        created_log(&record);
-                        created = Some(record);
+                    Some(Ok(decision)) => {
+                        created_log(prepared.referral.id, &slug, &decision);
+                        created = Some((prepared.referral.id, decision));
                     }
                     // An unknown or revoked code, an expired click: no claim to judge.
                     Some(Err(e)) => no_referral_reason = Some(refusal(e, program).detail),
@@ -198,7 +198,7 @@ pub async fn ingest(
         FactOutcome::Recorded { fact_id, referral_id, stage_before, stage_after, converted, .. } => {
             let (before, after) = (stage_before.unwrap_or(Stage::New), stage_after.unwrap_or(Stage::New));
             let mut explanation = match &created {
-                Some(record) => format!("The signup made referral {} ({}). ", record.id, record.explanation),
+                Some((id, decision)) => format!("The signup made referral {id} ({}). ", decision.explanation),
                 None => String::new(),
             };
             if before != after {

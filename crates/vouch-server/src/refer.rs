@@ -50,7 +50,8 @@ pub async fn refer_with_mail(
     let created = store.create_referral_with_mail(&prepared.referral, &mail, |facts| prepared.decide(facts)).await;
     match created {
         Ok(record) => {
-            created_log(&record);
+            tracing::info!(referral = %record.id, program = %record.program_slug, status = %record.status,
+                reason = record.rejection_reason.map(|r| r.as_str()), "referral created");
             Ok(record)
         }
         Err(e) => Err(refusal(e, program)),
@@ -112,9 +113,9 @@ impl Prepared {
     }
 }
 
-pub fn created_log(record: &ReferralRecord) {
-    tracing::info!(referral = %record.id, program = %record.program_slug, status = %record.status,
-        reason = record.rejection_reason.map(|r| r.as_str()), "referral created");
+pub fn created_log(id: ReferralId, program: &str, decision: &Decision) {
+    tracing::info!(referral = %id, program, status = %decision.status,
+        reason = decision.rejection_reason.map(|r| r.as_str()), "referral created");
 }
 
 /// Why no referral was stored, as the API answers it.

@@ -25,7 +25,7 @@ use vouch_domain::referral::{Decision, NotAttributable};
 
 use crate::referrals::{
     AttributionFacts, CreateReferralError, EventRow, INSERT_EVENT, NewReferral, ReferralEvent, ReferralEventKind,
-    ReferralRecord, SELECT_EVENTS, stage_inputs,
+    SELECT_EVENTS, stage_inputs,
 };
 use crate::{Result, Store, StoreError, micros, on_read, on_write_tx, timestamp};
 
@@ -241,15 +241,9 @@ impl Store {
         &self,
         signup: SignupReferral<'_>,
         new: &NewFact,
-    ) -> std::result::Result<(FactOutcome, Option<Result<ReferralRecord, CreateReferralError>>), RecordFactError> {
+    ) -> std::result::Result<(FactOutcome, Option<Result<Decision, CreateReferralError>>), RecordFactError> {
         let registry_match = self.registry_match_for(signup.referral).await?;
-        let (outcome, created) = self.record_fact_making(new, None, Some((signup, registry_match))).await?;
-        let created = match created {
-            Some(Ok(())) => Some(Ok(self.referral(signup.referral.id).await?)),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        };
-        Ok((outcome, created))
+        self.record_fact_making(new, None, Some((signup, registry_match))).await
     }
 
     async fn record_fact_making(
@@ -257,7 +251,7 @@ impl Store {
         new: &NewFact,
         convert: Option<&ConvertedEnrollment>,
         signup: Option<(SignupReferral<'_>, Option<KnownBy>)>,
-    ) -> std::result::Result<(FactOutcome, Option<Result<(), CreateReferralError>>), RecordFactError> {
+    ) -> std::result::Result<(FactOutcome, Option<Result<Decision, CreateReferralError>>), RecordFactError> {
         let postgres = self.engine() == "postgres";
         let mut created = None;
         let outcome = on_write_tx!(self, tx, RecordFactError => {
@@ -275,12 +269,12 @@ impl Store {
                     let made = crate::referrals::create_referral_tx!(tx, postgres, signup.referral, &ReferralMail::None,
                         signup.decide, *registry_match).await;
                     match made {
-                        Ok(()) => named = Some(signup.referral.id),
+                        Ok(decision) => {
+                            named = Some(signup.referral.id);
+                            created = Some(Ok(decision));
+                        }
                         Err(CreateReferralError::Store(e)) => return Err(e.into()),
                         Err(e) => created = Some(Err(e)),
-                    }
-                    if named.is_some() {
-                        created = Some(Ok(()));
                     }
                 }
             }

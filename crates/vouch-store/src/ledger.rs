@@ -141,6 +141,13 @@ pub(crate) const SELECT_REFERRAL_REWARDS_PG: &str = "SELECT id, referral_id, pro
         amount_minor, currency, release_at
      FROM rewards WHERE referral_id = $1 ORDER BY id FOR UPDATE";
 
+/// Takes the row lock of the referrer a reward is for (Postgres; a no-op write).
+const LOCK_REWARD_REFERRER: &str =
+    "UPDATE participants SET name = name WHERE id = (SELECT participant_id FROM rewards WHERE id = $1)";
+/// Takes the row lock of a referral's referrer.
+pub(crate) const LOCK_REFERRAL_REFERRER: &str =
+    "UPDATE participants SET name = name WHERE id = (SELECT participant_id FROM referrals WHERE id = $1)";
+
 const SELECT_STATUS: &str = "SELECT status, release_at FROM rewards WHERE id = $1";
 const SELECT_STATUS_PG: &str = "SELECT status, release_at FROM rewards WHERE id = $1 FOR UPDATE";
 
@@ -265,6 +272,9 @@ macro_rules! reverse_late {
                 return Ok::<_, $crate::StoreError>(done);
             };
             let fact = vouch_domain::reward::ledger::Reversal { kind, occurred_at: $occurred_at, fact: $fact_id };
+            // The referrer's lock before the rewards', as awarding takes them:
+            // a void re-prices the referrer's other rewards.
+            sqlx::query(LOCK_REFERRAL_REFERRER).bind(referral.0).execute(&mut *$tx).await?;
             let select = if is_postgres(&$tx) { SELECT_REFERRAL_REWARDS_PG } else { SELECT_REFERRAL_REWARDS };
             let rows: Vec<LedgerRow> = sqlx::query_as(select).bind(referral.0).fetch_all(&mut *$tx).await?;
             let mut definitions = Definitions::default();
@@ -550,21 +560,6 @@ impl Store {
                 let changed: std::collections::HashSet<Uuid> = changed.into_iter().map(|(id,)| id).collect();
                 report.entries.extend(these.into_iter().filter(|r| changed.contains(&r.reward_id)).cloned());
             }
-            for r in planned.iter().filter(|r| r.outcome == ReleaseOutcome::Voided) {
-                let changed = sqlx::query(RELEASE)
-                    .bind(r.reward_id)
-                    .bind(RewardStatus::Voided.as_str())
-                    .bind(&r.reason)
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if changed {
-                    crate::rewards::reprice_after_void!(tx, r.reward_id, HOLDS_ACTOR, now).await?;
-                    report.entries.push(r.clone());
-                }
-            }
             if !report.entries.is_empty() {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO reward_events (id, reward_id, status_from, status_to, actor, reason, at) ",
@@ -581,6 +576,38 @@ impl Store {
                 q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
+            // A void re-prices the referrer's other rewards under the referrer's
+            // row lock, which awarding takes before it touches rewards: each
+            // void takes it first, in a transaction of its own, never while
+            // this batch's rows are locked (that order could deadlock).
+            for r in planned.into_iter().filter(|r| r.outcome == ReleaseOutcome::Voided) {
+                let mut tx = p.begin_with(begin(p)).await?;
+                sqlx::query(LOCK_REWARD_REFERRER).bind(r.reward_id).execute(&mut *tx).await?;
+                let changed = sqlx::query(RELEASE)
+                    .bind(r.reward_id)
+                    .bind(RewardStatus::Voided.as_str())
+                    .bind(&r.reason)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if changed {
+                    sqlx::query(INSERT_LEDGER_EVENT)
+                        .bind(Uuid::now_v7())
+                        .bind(r.reward_id)
+                        .bind(Some(RewardStatus::Pending.as_str()))
+                        .bind(RewardStatus::Voided.as_str())
+                        .bind(HOLDS_ACTOR)
+                        .bind(Some(r.reason.as_str()))
+                        .bind(micros(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    crate::rewards::reprice_after_void!(tx, r.reward_id, HOLDS_ACTOR, now).await?;
+                    report.entries.push(r);
+                }
+                tx.commit().await?;
+            }
             Ok(report)
         })
     }
@@ -596,6 +623,8 @@ impl Store {
     ) -> std::result::Result<RewardRecord, RewardActionError> {
         on_write!(self, p => {
             let mut tx = p.begin_with(begin(p)).await?;
+            // The referrer's lock before the reward's, as awarding takes them.
+            sqlx::query(LOCK_REWARD_REFERRER).bind(id).execute(&mut *tx).await?;
             let select = if is_postgres(&tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
             let row: Option<(String, Option<i64>)> = sqlx::query_as(select).bind(id).fetch_optional(&mut *tx).await?;
             let (mut status, release_at) = row.ok_or(RewardActionError::NotFound)?;
@@ -650,6 +679,8 @@ impl Store {
     ) -> std::result::Result<RewardRecord, RewardActionError> {
         on_write!(self, p => {
             let mut tx = p.begin_with(begin(p)).await?;
+            // The referrer's lock before the reward's, as awarding takes them.
+            sqlx::query(LOCK_REWARD_REFERRER).bind(id).execute(&mut *tx).await?;
             let select = if is_postgres(&tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
             let row: Option<(String, Option<i64>)> = sqlx::query_as(select).bind(id).fetch_optional(&mut *tx).await?;
             let (status, _) = row.ok_or(RewardActionError::NotFound)?;

@@ -12,12 +12,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 mod api_keys;
+pub mod bulk;
 mod clicks;
 mod customers;
 mod events;
 mod group;
 mod idempotency;
 pub mod ledger;
+pub mod liability;
 pub mod outbox;
 mod participants;
 pub mod payouts;
@@ -25,9 +27,11 @@ mod preferences;
 mod programs;
 pub mod referrals;
 pub mod rewards;
+pub mod simulate;
 pub mod testing;
 
 pub use api_keys::ApiKeyRecord;
+pub use bulk::{BulkEarner, BulkEnrollment, BulkParticipant, BulkReferral, BulkReward, BulkWon, plan_bulk_rewards};
 pub use clicks::{ClickRecord, ClickStats, NewClick};
 pub use customers::{AddedCustomers, NewCustomer};
 pub use events::{
@@ -38,6 +42,7 @@ pub use idempotency::IdempotencyClaim;
 pub use ledger::{
     AdjustmentRecord, ReleaseOutcome, ReleaseReport, Released, RewardActionError, RewardBalance, RewardEventRecord,
 };
+pub use liability::{LiabilityLine, LiabilityReport};
 pub use outbox::{MailPayload, OutboxItem, OutboxRetry, OutboxStatus};
 pub use participants::{
     CodeRecord, CodeTarget, EnrollError, Enrolled, EnrollmentRecord, NewEnrollment, ParticipantRecord,
@@ -53,6 +58,7 @@ pub use referrals::{
 };
 pub use referrals::{InviteMail, ReferralMail};
 pub use rewards::{Awarded, RewardFilter, RewardRecord, RewardStatus, SupplyUnitsError};
+pub use simulate::{SimulateError, Simulation, SimulationPeriod};
 
 /// Where the data lives.
 #[derive(Clone)]

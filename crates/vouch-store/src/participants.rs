@@ -140,8 +140,9 @@ const PARTICIPANT_CODES: &str =
      ORDER BY e.created_at, e.id, c.created_at, c.code";
 
 /// A participant's enrollment in a program, with its newest active code (or,
-/// failing that, its newest code).
-const EXISTING_ENROLLMENT: &str = "SELECT e.id, c.code FROM enrollments e JOIN codes c ON c.enrollment_id = e.id
+/// failing that, its newest code) and that code's status.
+const EXISTING_ENROLLMENT: &str =
+    "SELECT e.id, c.code, c.status FROM enrollments e JOIN codes c ON c.enrollment_id = e.id
      WHERE e.program_id = $1 AND e.participant_id = $2
      ORDER BY CASE WHEN c.status = 'active' THEN 0 ELSE 1 END, c.created_at DESC LIMIT 1";
 
@@ -191,7 +192,8 @@ fn group_codes(rows: Vec<CodeRow>) -> Result<Vec<EnrollmentRecord>> {
 impl Store {
     /// Enrolls a person in a program, creating the participant on first sight of
     /// their (case-insensitive) email. An email already enrolled gets its existing
-    /// enrollment and newest code back. `eligible` judges the participant's kind
+    /// enrollment and newest code back — or, when every code of that enrollment
+    /// was revoked, a new code (`new.code`). `eligible` judges the participant's kind
     /// (the stored one, for a participant we already know).
     pub async fn enroll(
         &self,
@@ -228,12 +230,12 @@ impl Store {
             if !eligible(participant.kind) {
                 return Err(EnrollError::Ineligible(participant.kind));
             }
-            let existing: Option<(Uuid, String)> = sqlx::query_as(EXISTING_ENROLLMENT)
+            let existing: Option<(Uuid, String, String)> = sqlx::query_as(EXISTING_ENROLLMENT)
                 .bind(new.program_id.0)
                 .bind(participant.id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let existing_enrollment = |(enrollment_id, code): (Uuid, String)| -> Result<Enrolled, EnrollError> {
+            let existing_enrollment = |(enrollment_id, code, _): (Uuid, String, String)| -> Result<Enrolled, EnrollError> {
                 Ok(Enrolled {
                     created: false,
                     participant_id: participant.id,
@@ -241,8 +243,36 @@ impl Store {
                     code: ReferralCode::parse(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             };
-            if let Some(existing) = existing {
-                return existing_enrollment(existing);
+            match existing {
+                // Every code of theirs was revoked (a leaked link, say): enrolling
+                // again is how a referrer gets a working link back. Stopping a
+                // person is suspending them, which refuses this above.
+                Some((enrollment_id, _, status)) if status != "active" => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO codes (code, enrollment_id, vanity, status, created_at)
+                         VALUES ($1, $2, $3, 'active', $4)",
+                    )
+                    .bind(new.code.as_str())
+                    .bind(enrollment_id)
+                    .bind(new.vanity)
+                    .bind(micros(new.now))
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted.map_err(StoreError::classify) {
+                        Err(e) if e.is_conflict_on("codes") => return Err(EnrollError::CodeTaken),
+                        other => other?,
+                    };
+                    sqlx::query(BUMP_EPOCH).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    return Ok(Enrolled {
+                        created: false,
+                        participant_id: participant.id,
+                        enrollment_id: EnrollmentId(enrollment_id),
+                        code: new.code.clone(),
+                    });
+                }
+                Some(existing) => return existing_enrollment(existing),
+                None => {}
             }
             // A concurrent enrollment of this participant in this program (a
             // double-submitted form, two replicas) may have committed since the
@@ -259,7 +289,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 0 {
-                let existing: (Uuid, String) = sqlx::query_as(EXISTING_ENROLLMENT)
+                let existing: (Uuid, String, String) = sqlx::query_as(EXISTING_ENROLLMENT)
                     .bind(new.program_id.0)
                     .bind(participant.id.0)
                     .fetch_one(&mut *tx)

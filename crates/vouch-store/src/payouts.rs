@@ -193,7 +193,7 @@ pub struct PayeeTotal {
     pub rewards: u32,
 }
 
-fn details_json(d: &PayoutDetails) -> String {
+pub(crate) fn details_json(d: &PayoutDetails) -> String {
     match d {
         PayoutDetails::BankTransfer { iban, account_holder } => {
             json!({"iban": iban.as_str(), "account_holder": account_holder})
@@ -245,13 +245,20 @@ const LOCK_CANDIDATE: &str = "UPDATE rewards SET status = status WHERE id = $1
         (SELECT method FROM payout_details d WHERE d.participant_id = rewards.participant_id)";
 
 /// The same for every approved cash reward in `$1` of payees paid by `$2` and
-/// not in an open batch.
-const LOCK_BY_METHOD: &str = "UPDATE rewards SET status = status
-     WHERE status = 'approved' AND kind = 'cash' AND currency = $1
-       AND participant_id IN (SELECT participant_id FROM payout_details WHERE method = $2)
-       AND NOT EXISTS (SELECT 1 FROM payout_item_rewards l WHERE l.reward_id = rewards.id AND l.state = 'open')
-     RETURNING id, participant_id, kind, status, amount_minor, currency,
-        (SELECT method FROM payout_details d WHERE d.participant_id = rewards.participant_id)";
+/// not in an open batch. A read, not a no-op write: a batch may take 100,000
+/// rewards, and on Postgres rewriting each row (with its index entries) cost
+/// about 3 of 7.7 s (docs/benchmarks.md, ledger). SQLite's transaction holds the write lock
+/// from its start (`BEGIN IMMEDIATE`), so the rows stay as read; Postgres
+/// locks them with [`LOCK_BY_METHOD_PG`].
+const SELECT_BY_METHOD: &str = "SELECT r.id, r.participant_id, r.kind, r.status, r.amount_minor, r.currency, d.method
+     FROM rewards r JOIN payout_details d ON d.participant_id = r.participant_id
+     WHERE r.status = 'approved' AND r.kind = 'cash' AND r.currency = $1 AND d.method = $2
+       AND NOT EXISTS (SELECT 1 FROM payout_item_rewards l WHERE l.reward_id = r.id AND l.state = 'open')";
+const LOCK_BY_METHOD_PG: &str = "SELECT r.id, r.participant_id, r.kind, r.status, r.amount_minor, r.currency, d.method
+     FROM rewards r JOIN payout_details d ON d.participant_id = r.participant_id
+     WHERE r.status = 'approved' AND r.kind = 'cash' AND r.currency = $1 AND d.method = $2
+       AND NOT EXISTS (SELECT 1 FROM payout_item_rewards l WHERE l.reward_id = r.id AND l.state = 'open')
+     FOR UPDATE OF r";
 
 fn candidate(row: &CandidateRow) -> Result<BatchCandidate> {
     Ok(BatchCandidate {
@@ -456,7 +463,9 @@ impl Store {
                     (rows, plan)
                 }
                 PayoutSelection::Method { method, currency, min_amount } => {
-                    let mut rows: Vec<CandidateRow> = sqlx::query_as(LOCK_BY_METHOD)
+                    let select =
+                        if crate::ledger::is_postgres(&tx) { LOCK_BY_METHOD_PG } else { SELECT_BY_METHOD };
+                    let mut rows: Vec<CandidateRow> = sqlx::query_as(select)
                         .bind(currency.code())
                         .bind(method.as_str())
                         .fetch_all(&mut *tx)

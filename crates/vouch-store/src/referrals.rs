@@ -1039,7 +1039,7 @@ macro_rules! create_referral_tx {
                     crate::outbox::enqueue!(&mut *$tx, new.id.0, crate::outbox::EMAIL, &payload, new.now).await?;
                 }
             }
-            Ok::<(), CreateReferralError>(())
+            Ok::<Decision, CreateReferralError>(decision)
         }
     };
 }

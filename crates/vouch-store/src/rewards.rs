@@ -236,15 +236,28 @@ impl AwardCause {
             && (self.changed() || matches!(self.fact, Some(FactKind::Qualified | FactKind::Won)))
     }
 
+    /// Whether the referral has been won: `won` now, or `churned` (which comes
+    /// only after a `won`). A `won` reported after a later churn lands on a
+    /// referral already `churned`, and earns what it earned in time order: the
+    /// hold and its void rules then judge the reward by the facts' dates.
+    fn was_won(&self) -> bool {
+        matches!(self.after, Stage::Won | Stage::Churned)
+    }
+
+    /// The referral became won with this change (not a churn of a won one).
+    fn became_won(&self) -> bool {
+        self.changed() && !matches!(self.before, Stage::Won | Stage::Churned)
+    }
+
     /// Rules triggered by `won`; a repeated `won` may bring the units the first lacked.
     fn won(&self) -> bool {
-        self.after == Stage::Won && (self.changed() || self.fact == Some(FactKind::Won) || self.units.is_some())
+        self.was_won() && (self.became_won() || self.fact == Some(FactKind::Won) || self.units.is_some())
     }
 
     /// Rules triggered by each `payment` of a won referral; a payment that came
     /// before the `won` is paid for when the `won` arrives.
     fn payments(&self) -> bool {
-        self.after == Stage::Won && (self.changed() || self.fact == Some(FactKind::Payment))
+        self.was_won() && (self.became_won() || matches!(self.fact, Some(FactKind::Payment | FactKind::Won)))
     }
 
     pub(crate) fn triggers(&self, trigger: Trigger) -> bool {

@@ -648,6 +648,36 @@ async fn a_revoked_code_stops_attributing_and_keeps_its_first_revocation_time() 
 }
 
 #[tokio::test]
+async fn enrolling_again_after_every_code_was_revoked_gives_a_new_working_code() {
+    for_each_engine(async |store, engine| {
+        let program = apply_example(&store, "customer-credit").await;
+        let ada = enroll_customer(&store, &program, "ada@example.com", "ADA1").await;
+        store.revoke_code(&ada.code, at(1000)).await.expect("revoke");
+
+        let again =
+            enroll(&store, &program, &enrollment(&program, "ada@example.com", ParticipantKind::Customer, "ADA2"))
+                .await
+                .expect("enroll again");
+        assert!(!again.created, "{engine}: the same enrollment");
+        assert_eq!((again.participant_id, again.enrollment_id), (ada.participant_id, ada.enrollment_id), "{engine}");
+        assert_eq!(again.code, code("ADA2"), "{engine}: a new code, not the revoked one");
+        assert!(store.code_target(&again.code).await.unwrap().expect("a target").attributes, "{engine}");
+        assert!(!store.code_target(&ada.code).await.unwrap().expect("a target").attributes, "{engine}: still revoked");
+
+        // With a working code, enrolling again answers it and mints nothing.
+        let third =
+            enroll(&store, &program, &enrollment(&program, "ada@example.com", ParticipantKind::Customer, "ADA3"))
+                .await
+                .expect("enroll a third time");
+        assert_eq!(third.code, code("ADA2"), "{engine}");
+        assert_eq!(store.code_target(&code("ADA3")).await.unwrap(), None, "{engine}: nothing minted");
+        let record = store.participant(ada.participant_id).await.unwrap();
+        assert_eq!(record.enrollments[0].codes.len(), 2, "{engine}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_suspended_participants_codes_stop_attributing_everywhere() {
     for_each_engine(async |store, engine| {
         let credit = apply_example(&store, "customer-credit").await;

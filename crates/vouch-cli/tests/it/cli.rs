@@ -384,6 +384,18 @@ async fn invalid_program_files_exit_2_naming_file_line_and_field_and_apply_nothi
         ("javascript landing URL", base_with_line(5, "landing_url = \"javascript:alert(1)\""), 5, "`landing_url`"),
         // A syntax error has no field to name: the file and line say where.
         ("TOML syntax error", base_with_line(2, "name = Bad input"), 2, ""),
+        (
+            "unknown email placeholder",
+            base_with_line(19, "approval = \"auto\"\n\n[emails.welcome]\ntext = \"Your code: {code}\""),
+            22,
+            "`emails.welcome.text`",
+        ),
+        (
+            "unknown message kind",
+            base_with_line(19, "approval = \"auto\"\n\n[emails.reminder]\nsubject = \"Hi\""),
+            21,
+            "`emails.reminder`",
+        ),
     ];
     let dir = tempfile::tempdir().expect("temp dir");
     for db in TestDatabase::all().await {

@@ -165,3 +165,179 @@ async fn demo_scale_makes_that_many_referrals_and_a_second_demo_adds_nothing() {
         store.close().await;
     }
 }
+
+/// Every reward a `--scale` demo holds, page after page.
+async fn all_rewards(store: &vouch_store::Store) -> Vec<vouch_store::RewardRecord> {
+    let mut all: Vec<vouch_store::RewardRecord> = Vec::new();
+    loop {
+        let page =
+            store.rewards(&vouch_store::RewardFilter::default(), all.last().map(|r| r.id), 500).await.expect("rewards");
+        let done = page.len() < 500;
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// `--scale` writes in bulk what the per-referral paths would have: the won
+/// referrals rewarded once per rule at the programs' figures, per-technician
+/// cash at the tier the referrer's year was in before it, held two months
+/// after the contract date (the older holds due, the recent ones not).
+#[tokio::test]
+async fn demo_scale_rewards_every_won_referral_at_the_programs_figures() {
+    use std::collections::HashMap;
+    use vouch_domain::program::Computation;
+    use vouch_domain::reward::price_units;
+    use vouch_store::RewardStatus;
+
+    for db in TestDatabase::all().await {
+        let engine = db.engine;
+        let stdout = demo(&db, &["demo", "--scale", "2000"]);
+        assert_eq!(summary_number(&stdout, "Referrals:", "Referrals:"), 2000, "{engine}: {stdout}");
+        let store = db.open().await;
+        assert_eq!(store.count_referrals().await.expect("count"), 2000, "{engine}");
+        let rewards = all_rewards(&store).await;
+        let mut referrals = Vec::new();
+        loop {
+            let page = store
+                .referrals(
+                    &ReferralFilter::default(),
+                    referrals.last().map(|r: &vouch_store::ReferralRecord| r.id),
+                    500,
+                )
+                .await
+                .expect("referrals");
+            let done = page.len() < 500;
+            referrals.extend(page);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(referrals.len(), 2000, "{engine}");
+        let by_referral = |id| rewards.iter().filter(move |r: &&vouch_store::RewardRecord| r.referral_id == id);
+
+        // Won referrals (churned ones were won first) earn once per `won` rule;
+        // nobody else does, except `qualified` rules.
+        let won = |r: &vouch_store::ReferralRecord| {
+            r.status == Status::Active && matches!(r.stage, Stage::Won | Stage::Churned)
+        };
+        for r in &referrals {
+            let theirs: Vec<_> = by_referral(r.id).collect();
+            match r.program_slug.as_str() {
+                "customer-credit" | "agent-gift-card" | "per-technician" => {
+                    assert_eq!(
+                        theirs.len(),
+                        usize::from(won(r)),
+                        "{engine}: {} {:?}: {theirs:?}",
+                        r.program_slug,
+                        r.stage
+                    );
+                }
+                "double-sided" => assert_eq!(theirs.len(), 2 * usize::from(won(r)), "{engine}: {theirs:?}"),
+                _ => {
+                    // `qualified-lead`: once it qualified (a lost one may have, first).
+                    let qualified =
+                        r.status == Status::Active && matches!(r.stage, Stage::Qualified | Stage::Won | Stage::Churned);
+                    assert!(theirs.len() <= 1, "{engine}: {theirs:?}");
+                    assert!(!qualified || theirs.len() == 1, "{engine}: {:?}", r.stage);
+                    assert!(r.status == Status::Active || theirs.is_empty(), "{engine}: {theirs:?}");
+                }
+            }
+        }
+        for (slug, minor, status) in [
+            ("customer-credit", 10_000, RewardStatus::Approved),
+            ("agent-gift-card", 5_000, RewardStatus::Pending),
+            ("qualified-lead", 2_500, RewardStatus::Approved),
+        ] {
+            let these: Vec<_> =
+                referrals.iter().filter(|r| r.program_slug == slug).flat_map(|r| by_referral(r.id)).collect();
+            assert!(!these.is_empty(), "{engine}: {slug} rewarded some referrals");
+            for reward in these {
+                assert_eq!(
+                    (reward.amount.amount_minor, reward.status),
+                    (minor, status),
+                    "{engine}: {slug}: {reward:?}"
+                );
+                assert!(reward.release_at.is_none(), "{engine}: {reward:?}");
+            }
+        }
+        let welcome: Vec<_> = rewards.iter().filter(|r| r.rule_id == "welcome-credit").collect();
+        assert!(!welcome.is_empty(), "{engine}");
+        for w in welcome {
+            assert!(
+                w.participant_id.is_none() && w.amount.amount_minor > 0 && w.amount.amount_minor <= 10_000,
+                "{engine}: {w:?}"
+            );
+        }
+
+        // Per-technician cash: the amount the domain gives for the units, after
+        // the units of the referrer's rewards with earlier contract dates in their
+        // first year (later years are left out: their anchor is the domain's).
+        let program = store.program("per-technician").await.expect("program");
+        let rule = program.definition.rule("technician-cash").expect("rule");
+        let Computation::PerUnit(per_unit) = &rule.computation else { panic!("per-unit rule") };
+        let mut by_referrer: HashMap<_, Vec<(jiff::civil::Date, jiff::Timestamp, &vouch_store::RewardRecord)>> =
+            HashMap::new();
+        for reward in rewards.iter().filter(|r| r.rule_id == "technician-cash") {
+            let referral = store.referral(reward.referral_id).await.expect("referral");
+            let fact = referral
+                .timeline
+                .iter()
+                .find(|e| e.kind == ReferralEventKind::Fact && e.data["fact"] == "won")
+                .expect("a won fact");
+            assert_eq!(fact.data["units"].as_i64(), reward.units, "{engine}: units as reported");
+            let date: jiff::civil::Date = fact.data["contract_date"].as_str().expect("date").parse().expect("date");
+            let release = reward.release_at.expect("held");
+            let signed = date.to_zoned_datetime(jiff::tz::TimeZone::UTC).expect("zoned").timestamp();
+            let held_for = release.duration_since(signed);
+            assert!(
+                (58..=63).contains(&(held_for.as_hours() / 24)),
+                "{engine}: two months after the contract date: {held_for:?}"
+            );
+            assert_eq!(reward.status, RewardStatus::Pending, "{engine}");
+            by_referrer.entry(reward.participant_id.expect("referrer")).or_default().push((
+                date,
+                fact.occurred_at,
+                reward,
+            ));
+        }
+        let now = jiff::Timestamp::now();
+        let due = by_referrer.values().flatten().filter(|(_, _, r)| r.release_at.expect("held") <= now).count();
+        let total = by_referrer.values().map(Vec::len).sum::<usize>();
+        assert!(due > 0 && due < total, "{engine}: some holds due ({due} of {total})");
+        let mut checked = 0;
+        for list in by_referrer.values_mut() {
+            list.sort_by_key(|(date, at, r)| (*date, *at, r.referral_id));
+            let year_end = list[0].0.checked_add(jiff::Span::new().years(1)).expect("date");
+            let mut prior = 0u32;
+            for (date, _, reward) in list.iter().filter(|(d, ..)| *d < year_end) {
+                let units = u32::try_from(reward.units.expect("units")).expect("units");
+                let priced = price_units(&per_unit.tiers, per_unit.tier_policy, prior, units, reward.amount.currency)
+                    .expect("priced");
+                assert_eq!(
+                    reward.amount, priced.amount,
+                    "{engine}: {date}: {prior} before, {units} now: {}",
+                    reward.explanation
+                );
+                prior += units;
+                checked += 1;
+            }
+        }
+        assert!(checked > 10, "{engine}: {checked} per-technician rewards checked");
+        assert!(
+            rewards
+                .iter()
+                .any(|r| r.rule_id == "technician-cash" && r.amount.amount_minor > 10_000 * r.units.unwrap_or(0)),
+            "{engine}: some referrers reached a higher tier"
+        );
+
+        // Each reward's history starts with its creation.
+        for reward in rewards.iter().step_by(37) {
+            let events = store.reward_events(reward.id).await.expect("events");
+            assert_eq!(events.len(), 1, "{engine}: {events:?}");
+            assert_eq!(events[0].status_to, reward.status.as_str(), "{engine}");
+        }
+        store.close().await;
+    }
+}

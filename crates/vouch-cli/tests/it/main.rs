@@ -6,6 +6,7 @@ mod durability;
 mod import;
 mod jobs;
 mod replicas;
+mod simulate;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

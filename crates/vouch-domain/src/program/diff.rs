@@ -131,5 +131,12 @@ fn fields(p: &ProgramDefinition) -> Vec<(String, String)> {
             out.put(at("max_per_beneficiary.period"), cap.period.as_str());
         }
     }
+    for (kind, t) in &p.emails {
+        for (part, text) in [("subject", &t.subject), ("text", &t.text), ("html", &t.html)] {
+            if let Some(text) = text {
+                out.put(format!("emails.{}.{part}", kind.as_str()), text.escape_debug());
+            }
+        }
+    }
     out.0
 }

@@ -7,6 +7,7 @@
 //! The format is described for program managers in `docs/programs.md`.
 
 mod diff;
+mod emails;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use crate::money::Currency;
 use crate::participant::ParticipantKind;
 
 pub use diff::{Change, diff};
+pub use emails::{EmailTemplate, EmailTemplates, MessageKind, TemplateError, check_template, fill, uses_placeholder};
 pub use parse::parse_program;
 
 /// The largest amount a file may state, in minor units (10^12: USD 10 billion).
@@ -42,6 +44,10 @@ pub struct ProgramDefinition {
     review: ReviewPolicy,
     enroll_converted: bool,
     rewards: Vec<RewardRule>,
+    /// The program's own wording of its emails (none: the built-in wording).
+    /// Versions stored before overrides existed have none.
+    #[serde(default, skip_serializing_if = "EmailTemplates::is_empty")]
+    emails: EmailTemplates,
 }
 
 impl ProgramDefinition {
@@ -93,6 +99,15 @@ impl ProgramDefinition {
     pub fn enroll_converted(&self) -> bool {
         self.enroll_converted
     }
+    /// The program's wording of a message kind, if it rewords it.
+    pub fn email(&self, kind: MessageKind) -> Option<&EmailTemplate> {
+        self.emails.get(&kind)
+    }
+
+    pub fn emails(&self) -> &EmailTemplates {
+        &self.emails
+    }
+
     pub fn rewards(&self) -> &[RewardRule] {
         &self.rewards
     }

@@ -30,7 +30,7 @@ pub fn parse_program(source: &str) -> Result<ProgramDefinition, ProgramErrors> {
 #[rustfmt::skip]
 const PROGRAM_KEYS: &[&str] = &[
     "slug", "name", "description", "currency", "timezone", "landing_url", "terms_url", "eligible",
-    "join", "business", "attribution", "review", "enroll_converted", "rewards",
+    "join", "business", "attribution", "review", "enroll_converted", "rewards", "emails",
 ];
 #[rustfmt::skip]
 const RULE_KEYS: &[&str] = &[
@@ -71,6 +71,7 @@ fn program(r: &mut Reader, map: &DeTable) -> Option<ProgramDefinition> {
             .unwrap_or(d.burst_window_minutes),
     });
     let rewards = t.read(r, "rewards", Required, rules);
+    let emails = t.read(r, "emails", Optional, emails).unwrap_or_default();
 
     Some(ProgramDefinition {
         slug: slug?,
@@ -87,7 +88,73 @@ fn program(r: &mut Reader, map: &DeTable) -> Option<ProgramDefinition> {
         review: review.unwrap_or_default(),
         enroll_converted,
         rewards: rewards?,
+        emails,
     })
+}
+
+/// `[emails.<kind>]` tables: the program's wording of each message kind.
+fn emails(r: &mut Reader, f: &str, v: &Value) -> Option<EmailTemplates> {
+    let DeValue::Table(map) = v.get_ref() else {
+        wrong_type(r, f, v, "a table");
+        return None;
+    };
+    let before = r.errors.len();
+    let mut out = EmailTemplates::new();
+    for (key, value) in map.iter() {
+        let name: &str = key.get_ref();
+        let path = format!("{f}.{name}");
+        let Some(kind) = MessageKind::parse(name) else {
+            let reason = format!("unknown message kind `{name}`; expected one of: {}", names::<MessageKind>());
+            r.error(&path, Some(key.span()), reason);
+            continue;
+        };
+        let Some(t) = Table::open(r, path, value, &["subject", "text", "html"]) else { continue };
+        let part = |r: &mut Reader, key: &str| t.read(r, key, Optional, |r, f, v| template(r, f, v, kind, key));
+        let template = EmailTemplate { subject: part(r, "subject"), text: part(r, "text"), html: part(r, "html") };
+        if template == EmailTemplate::default() && t.map.is_empty() {
+            r.error(&t.path, t.span.clone(), "reword at least one of: subject, text, html");
+        }
+        out.insert(kind, template);
+    }
+    (r.errors.len() == before).then_some(out)
+}
+
+/// One part of a message: known placeholders only, a one-line subject, and an
+/// invite body that keeps its unsubscribe link.
+fn template(r: &mut Reader, f: &str, v: &Value, kind: MessageKind, part: &str) -> Option<String> {
+    let raw = text(r, f, v)?;
+    if raw.trim().is_empty() {
+        r.error(f, Some(v.span()), "must not be empty (leave the field out for the built-in wording)");
+        return None;
+    }
+    match check_template(kind, raw) {
+        Ok(()) => {}
+        Err(TemplateError::UnknownPlaceholder(name)) => {
+            // Point at the placeholder itself when the file spells it as read.
+            let span = v.span();
+            let at = r.source.get(span.clone()).and_then(|s| s.find(&format!("{{{name}"))).map(|i| span.start + i);
+            let reason = format!(
+                "unknown placeholder `{{{name}}}`; a {} message has: {}",
+                kind.as_str(),
+                kind.placeholders().iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+            );
+            r.error(f, Some(at.map_or(span, |at| at..at + 1)), reason);
+            return None;
+        }
+        Err(TemplateError::Unbalanced) => {
+            r.error(f, Some(v.span()), "a `{` or `}` is unpaired; write `{{` and `}}` for a literal brace");
+            return None;
+        }
+    }
+    if part == "subject" && raw.contains(['\n', '\r']) {
+        r.error(f, Some(v.span()), "a subject is one line");
+        return None;
+    }
+    if kind == MessageKind::Invite && part != "subject" && !uses_placeholder(raw, "unsubscribe_link") {
+        r.error(f, Some(v.span()), "an invite must carry its `{unsubscribe_link}`");
+        return None;
+    }
+    Some(raw.to_owned())
 }
 
 fn rules(r: &mut Reader, f: &str, v: &Value) -> Option<Vec<RewardRule>> {

@@ -553,3 +553,71 @@ fn all_errors_are_reported_at_once_in_file_order() {
     let shown = ProgramErrors { errors }.to_string();
     assert_eq!(shown.lines().count(), 4, "{shown}");
 }
+
+// ---- Email wording ----
+
+fn with_emails(tables: &str) -> String {
+    format!("{BASE}\n{tables}\n")
+}
+
+#[test]
+fn a_program_may_reword_its_emails_and_the_wording_survives_storage() {
+    let source = with_emails(
+        "[emails.welcome]\nsubject = \"Hi {name}: your {program} link\"\n\
+         text = \"\"\"\nHello {name},\nshare {link}.\n\"\"\"\n\
+         [emails.invite]\nhtml = \"<p>{referrer} says: {message}</p><a href='{unsubscribe_link}'>stop</a>\"\n",
+    );
+    let p = parse(&source);
+    let welcome = p.email(MessageKind::Welcome).expect("welcome reworded");
+    assert_eq!(welcome.subject.as_deref(), Some("Hi {name}: your {program} link"));
+    assert_eq!(welcome.text.as_deref(), Some("Hello {name},\nshare {link}.\n"));
+    assert_eq!(welcome.html, None);
+    assert!(p.email(MessageKind::Invite).is_some_and(|i| i.html.is_some() && i.subject.is_none()));
+    assert_eq!(p.email(MessageKind::StageUpdate), None);
+    let stored = serde_json::to_string(&p).unwrap();
+    assert_eq!(serde_json::from_str::<ProgramDefinition>(&stored).unwrap(), p);
+    // A version stored before emails existed reads back with none.
+    let plain = parse(BASE);
+    let old = serde_json::to_string(&plain).unwrap();
+    assert!(!old.contains("emails"), "{old}");
+    assert!(serde_json::from_str::<ProgramDefinition>(&old).unwrap().emails().is_empty());
+}
+
+#[test]
+fn an_unknown_placeholder_is_refused_on_its_line() {
+    let source = with_emails("[emails.welcome]\ntext = \"\"\"\nHello {name},\nyour code is {code}.\n\"\"\"\n");
+    let e = assert_error_at(&source, "emails.welcome.text", "{code}");
+    assert!(e.reason.contains("unknown placeholder `{code}`"), "{}", e.reason);
+    assert!(e.reason.contains("{name}, {link}"), "{}", e.reason);
+}
+
+#[test]
+fn an_unknown_message_kind_and_an_unknown_part_are_refused_on_their_lines() {
+    let e = assert_error_at(&with_emails("[emails.reminder]\nsubject = \"x\""), "emails.reminder", "reminder");
+    assert!(e.reason.contains("unknown message kind `reminder`"), "{}", e.reason);
+    assert!(e.reason.contains("invite, lead_received, stage_update, welcome"), "{}", e.reason);
+    assert_error_at(&with_emails("[emails.welcome]\nfooter = \"x\""), "emails.welcome.footer", "footer");
+}
+
+#[test]
+fn unpaired_braces_multi_line_subjects_and_invites_without_unsubscribe_are_refused() {
+    let e = assert_error_at(&with_emails("[emails.welcome]\nsubject = \"Hi {name\""), "emails.welcome.subject", "Hi");
+    assert!(e.reason.contains("unpaired"), "{}", e.reason);
+    let e = assert_error_at(&with_emails("[emails.welcome]\nsubject = \"Hi\\nthere\""), "emails.welcome.subject", "Hi");
+    assert!(e.reason.contains("one line"), "{}", e.reason);
+    let e = assert_error_at(&with_emails("[emails.invite]\ntext = \"Join us: {link}\""), "emails.invite.text", "Join");
+    assert!(e.reason.contains("{unsubscribe_link}"), "{}", e.reason);
+    // The subject of an invite needs no unsubscribe link; an empty table rewords nothing.
+    parse(&with_emails("[emails.invite]\nsubject = \"{referrer} invites you\""));
+    assert_error_at(&with_emails("[emails.welcome]\n"), "emails.welcome", "[emails.welcome]");
+}
+
+#[test]
+fn rewording_an_email_shows_in_the_diff_part_by_part() {
+    let old = parse(BASE);
+    let new = parse(&with_emails("[emails.welcome]\nsubject = \"Hi {name}\""));
+    let changes = diff(&old, &new);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].to_string(), "emails.welcome.subject: (not set) -> Hi {name}");
+    assert!(diff(&new, &new).is_empty());
+}

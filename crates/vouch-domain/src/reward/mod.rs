@@ -18,6 +18,7 @@ mod hold;
 pub mod ledger;
 mod payments;
 mod reprice;
+pub mod simulate;
 mod tiers;
 mod year;
 

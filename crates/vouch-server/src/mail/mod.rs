@@ -19,6 +19,7 @@ use jiff::{SignedDuration, Timestamp};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use uuid::Uuid;
+use vouch_domain::program::EmailTemplates;
 use vouch_store::{MailPayload, OutboxItem, OutboxRetry, Store, StoreError};
 
 use crate::{Clock, ServerConfig};
@@ -231,7 +232,7 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, now: Timestamp) -> Resu
         Some(next) if next <= now => {}
         _ => return Ok(report),
     }
-    let mut program_names: HashMap<String, String> = HashMap::new();
+    let mut program_names: HashMap<String, (String, EmailTemplates)> = HashMap::new();
     loop {
         let batch = store.claim_due_outbox(now, BATCH, LEASE).await?;
         if batch.is_empty() {
@@ -263,7 +264,7 @@ async fn deliver_one(
     mailer: &Mailer,
     item: &OutboxItem,
     now: Timestamp,
-    program_names: &mut HashMap<String, String>,
+    program_names: &mut HashMap<String, (String, EmailTemplates)>,
 ) -> Result<Delivery, StoreError> {
     let mut delivery = Delivery {
         id: item.id,
@@ -293,19 +294,20 @@ async fn deliver_one(
             }
         }
         let slug = payload.program().to_string();
-        let program_name = match program_names.get(&slug) {
-            Some(name) => name.clone(),
+        // The wording of the program version in force when the message goes out.
+        let (program_name, emails) = match program_names.get(&slug) {
+            Some(known) => known.clone(),
             None => {
-                let name = match store.program(&slug).await {
-                    Ok(p) => p.definition.name().to_string(),
-                    Err(StoreError::NotFound) => slug.clone(),
+                let known = match store.program(&slug).await {
+                    Ok(p) => (p.definition.name().to_string(), p.definition.emails().clone()),
+                    Err(StoreError::NotFound) => (slug.clone(), EmailTemplates::new()),
                     Err(e) => return Err(Failure::transient(format!("reading program {slug}: {e}"))),
                 };
-                program_names.insert(slug, name.clone());
-                name
+                program_names.insert(slug, known.clone());
+                known
             }
         };
-        let ctx = Context { public_url: &mailer.0.public_url, program_name: &program_name };
+        let ctx = Context { public_url: &mailer.0.public_url, program_name: &program_name, emails: Some(&emails) };
         let rendered = render(&payload, &ctx).map_err(|e| Failure::permanent(format!("rendering: {e}")))?;
         let message = mailer.message(item.id, &payload, rendered)?;
         mailer.send(item.id, message).await

@@ -21,7 +21,10 @@ pub fn router(state: AppState) -> Router {
         .route("/programs", get(api::programs::list_programs))
         .route("/programs/{slug}", get(api::programs::get_program))
         .route("/programs/{slug}/participants", post(api::participants::enroll_participant))
-        .route("/participants/{id}", get(api::participants::get_participant))
+        .route(
+            "/participants/{id}",
+            get(api::participants::get_participant).patch(api::participants::patch_participant),
+        )
         .route("/participants/{id}/suspend", post(api::participants::suspend_participant))
         .route("/codes/{code}/clicks", get(api::codes::list_clicks))
         .route("/codes/{code}/revoke", post(api::codes::revoke_code))
@@ -48,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/payouts/{id}/items/{item_id}/failed", post(api::payouts::fail_item))
         .route("/fulfilment/gift-cards", get(api::payouts::gift_card_queue))
         .route("/reports/payees", get(api::payouts::payee_report))
+        .route("/reports/liability", get(api::reports::liability_report))
+        .route("/programs/{slug}/simulate", post(api::reports::simulate_program))
         .fallback(api::unknown_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         // The redirect has its own, much shorter deadline (the click deadline),

@@ -11,6 +11,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/programs/{slug}"),
     ("post", "/api/v1/programs/{slug}/participants"),
     ("get", "/api/v1/participants/{id}"),
+    ("patch", "/api/v1/participants/{id}"),
     ("post", "/api/v1/participants/{id}/suspend"),
     ("get", "/api/v1/codes/{code}/clicks"),
     ("post", "/api/v1/codes/{code}/revoke"),
@@ -39,6 +40,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/rewards/{id}/fulfil"),
     ("post", "/api/v1/rewards/{id}/applied"),
     ("get", "/api/v1/reports/payees"),
+    ("get", "/api/v1/reports/liability"),
+    ("post", "/api/v1/programs/{slug}/simulate"),
 ];
 
 #[tokio::test]

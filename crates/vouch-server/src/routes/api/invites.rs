@@ -3,7 +3,7 @@
 //! the prospect, the email is written to the outbox in the same transaction.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use jiff::SignedDuration;
 use serde::Deserialize;
@@ -98,6 +98,7 @@ impl InviteBody {
 pub async fn send_invite(
     State(state): State<AppState>,
     caller: Caller,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ApiPath(slug): ApiPath,
     ApiJson(body): ApiJson<InviteBody>,
 ) -> Result<(StatusCode, Json<ReferralBody>), ApiError> {
@@ -127,5 +128,6 @@ pub async fn send_invite(
         actor: caller.actor(),
     };
     let record = refer_with_mail(&state.store, &program, submission, mail, now).await?;
+    super::participants::remember_ip(&state, record.participant_id, peer).await;
     Ok((StatusCode::CREATED, Json(ReferralBody::new(record, true))))
 }

@@ -6,6 +6,7 @@ pub mod participants;
 pub mod payouts;
 pub mod programs;
 pub mod referrals;
+pub mod reports;
 pub mod rewards;
 
 use axum::extract::{FromRequestParts, Path};

@@ -1,8 +1,11 @@
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
+use vouch_domain::notify::StageUpdates;
 use vouch_domain::{Email, ParticipantId, ParticipantKind, ReferralCode};
 use vouch_store::{ParticipantRecord, StoreError};
 
@@ -87,6 +90,7 @@ fn invalid(problems: Vec<FieldProblem>) -> ApiError {
 pub async fn enroll_participant(
     State(state): State<AppState>,
     caller: Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(slug): ApiPath,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
@@ -94,6 +98,7 @@ pub async fn enroll_participant(
     let who = body.parse()?;
     let program = super::programs::program_by_slug(&state, &slug).await?;
     let done = enroll(&state.store, &program, who, state.clock.now()).await?;
+    remember_ip(&state, done.participant_id, peer).await;
     let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
@@ -123,6 +128,9 @@ pub struct ParticipantBody {
     rewards: Vec<RewardTotals>,
     /// Where they are paid, masked (none until set).
     payout_details: Option<super::payouts::PayoutDetailsBody>,
+    /// Which stage changes of their referrals they hear of by email: `all`
+    /// (the default), `won_only` or `none`.
+    notify_stage_updates: &'static str,
 }
 
 /// A beneficiary's rewards in one currency (voided ones left out).
@@ -194,6 +202,7 @@ impl CodeBody {
 async fn participant_body(state: &AppState, p: ParticipantRecord) -> Result<ParticipantBody, ApiError> {
     let rewards = state.store.reward_balance(p.id).await?.into_iter().map(RewardTotals::new).collect();
     let payout_details = state.store.payout_details(p.id).await?.as_ref().map(super::payouts::PayoutDetailsBody::new);
+    let notify_stage_updates = state.store.stage_updates(p.id).await?.as_str();
     let codes = p.enrollments.iter().flat_map(|e| &e.codes);
     let totals =
         Totals { clicks: codes.clone().map(|c| c.clicks).sum(), bot_visits: codes.map(|c| c.bot_visits).sum() };
@@ -220,6 +229,7 @@ async fn participant_body(state: &AppState, p: ParticipantRecord) -> Result<Part
         totals,
         rewards,
         payout_details,
+        notify_stage_updates,
     })
 }
 
@@ -257,6 +267,60 @@ pub async fn suspend_participant(
     state.codes.clear();
     tracing::info!(participant = %p.id, by = %caller.actor(), "participant suspended");
     Ok(Json(participant_body(&state, p).await?))
+}
+
+/// What a participant may change about themselves.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchParticipantBody {
+    /// Which stage changes of their referrals they hear of by email: `all`,
+    /// `won_only` or `none`.
+    notify_stage_updates: Option<String>,
+}
+
+/// Change a participant's notification preferences.
+#[utoipa::path(patch, path = "/api/v1/participants/{id}", tag = "participants", params(("id" = String, Path)),
+    request_body = PatchParticipantBody,
+    responses((status = 200, body = ParticipantBody), (status = 404, body = crate::openapi::Problem),
+        (status = 422, body = crate::openapi::Problem)))]
+pub async fn patch_participant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<PatchParticipantBody>,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    caller.require(Area::Participants, true)?;
+    let participant = participant_id(&id)?;
+    if let Some(raw) = body.notify_stage_updates {
+        let wanted = StageUpdates::parse(&raw).ok_or_else(|| {
+            let choices = StageUpdates::ALL.map(StageUpdates::as_str).join(", ");
+            let shown: String = raw.chars().take(40).collect();
+            ApiError::field(
+                "invalid_field",
+                "/notify_stage_updates",
+                format!("`{shown}` is not a choice; choices are {choices}"),
+            )
+        })?;
+        state
+            .store
+            .set_stage_updates(participant, wanted, state.clock.now())
+            .await
+            .map_err(|e| not_found_as(e, &id))?;
+        tracing::info!(participant = %participant, by = %caller.actor(), stage_updates = wanted.as_str(),
+            "notification preference changed");
+    }
+    let p = state.store.participant(participant).await.map_err(|e| not_found_as(e, &id))?;
+    Ok(Json(participant_body(&state, p).await?))
+}
+
+/// Remembers the address a referrer acted from, for the `same_ip_as_referrer`
+/// review signal (docs/decisions/0011-referrer-ip-signal.md). The action itself
+/// is done and answered either way: a failure here only weakens a later signal.
+pub(crate) async fn remember_ip(state: &AppState, participant: ParticipantId, peer: SocketAddr) {
+    let hash = state.hash_ip(peer.ip());
+    if let Err(e) = state.store.record_participant_ip(participant, &hash, state.clock.now()).await {
+        tracing::warn!(participant = %participant, error = %e, "could not record the referrer's IP hash");
+    }
 }
 
 fn not_found_as(e: StoreError, id: &str) -> ApiError {

@@ -3,7 +3,7 @@
 //! (stage moves, assignment, overriding a rejection, deciding a review).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use vouch_domain::api_key::Area;
@@ -339,6 +339,7 @@ impl ReferralBody {
 pub async fn submit_lead(
     State(state): State<AppState>,
     caller: Caller,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ApiPath(slug): ApiPath,
     ApiJson(body): ApiJson<LeadBody>,
 ) -> Result<(StatusCode, Json<ReferralBody>), ApiError> {
@@ -348,6 +349,7 @@ pub async fn submit_lead(
     let program = super::programs::program_by_slug(&state, &slug).await?;
     // The referrer hears that their lead arrived (when it counts).
     let record = refer_with_mail(&state.store, &program, submission, ReferralMail::LeadReceived, now).await?;
+    super::participants::remember_ip(&state, record.participant_id, peer).await;
     Ok((StatusCode::CREATED, Json(ReferralBody::new(record, true))))
 }
 

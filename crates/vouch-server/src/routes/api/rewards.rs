@@ -21,8 +21,8 @@ use crate::json::ApiJson;
 /// Money: integer minor units and an ISO 4217 currency.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MoneyBody {
-    amount_minor: i64,
-    currency: &'static str,
+    pub(crate) amount_minor: i64,
+    pub(crate) currency: &'static str,
 }
 
 /// What one beneficiary earns from one referral under one rule.
