@@ -16,7 +16,6 @@ pub mod bulk;
 mod clicks;
 mod customers;
 mod events;
-mod group;
 mod idempotency;
 pub mod ledger;
 pub mod liability;
@@ -157,8 +156,6 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
-        /// Group commit on `write` for the busiest writes (see `group`).
-        group: std::sync::Arc<group::GroupWriter>,
     },
     Postgres(PgPool),
 }
@@ -189,32 +186,20 @@ macro_rules! on_read {
     };
 }
 /// Runs `$body` in a write transaction `$tx` and commits it when the body
-/// answers `Ok` (an `Err` rolls it back). On SQLite the transaction is a
-/// savepoint in the group-commit batch (see `group`): the body must not commit
-/// or roll back itself, and its answer is returned only once the batch holding
-/// its writes is committed. `$err` is the body's error type.
+/// answers `Ok` (an `Err` rolls it back); the body neither commits nor rolls
+/// back itself, so bodies compose: a `signup` creates its referral and records
+/// itself in one transaction. On SQLite the transaction takes the write lock at
+/// once (`BEGIN IMMEDIATE`), so a `vouch jobs run` beside the server waits its
+/// turn instead of failing on a lock upgrade. `$err` is the body's error type.
 macro_rules! on_write_tx {
     ($store:expr, $tx:ident, $err:ty => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { group, .. } => {
-                let mut joined = group.join().await?;
-                let result: std::result::Result<_, $err> = {
-                    let mut $tx = joined.savepoint().await?;
-                    let result: std::result::Result<_, $err> = async { $body }.await;
-                    match result {
-                        Ok(v) => {
-                            $tx.commit().await?;
-                            Ok(v)
-                        }
-                        Err(e) => {
-                            let _ = $tx.rollback().await;
-                            Err(e)
-                        }
-                    }
-                };
+            $crate::Backend::Sqlite { write, .. } => {
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let result: std::result::Result<_, $err> = async { $body }.await;
                 match result {
                     Ok(v) => {
-                        joined.finish().await?;
+                        $tx.commit().await?;
                         Ok(v)
                     }
                     Err(e) => Err(e),
@@ -234,26 +219,17 @@ macro_rules! on_write_tx {
         }
     };
 }
-/// Runs `$body`, whose statements each stand alone (as if autocommitted: one
-/// that fails undoes only itself), on a write connection `$conn`: on SQLite in
-/// the group-commit batch, answered once the batch is committed; on Postgres on
-/// a pooled connection. `$err` is the body's error type.
+/// Runs `$body`, whose statements each stand alone (autocommitted: one that
+/// fails undoes only itself), on a pooled write connection `$conn`. `$err` is
+/// the body's error type.
 macro_rules! on_write_each {
     ($store:expr, $conn:ident, $err:ty => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { group, .. } => {
-                let mut joined = group.join().await?;
-                let result: std::result::Result<_, $err> = {
-                    let $conn = joined.conn();
-                    async { $body }.await
-                };
-                match result {
-                    Ok(v) => {
-                        joined.finish().await?;
-                        Ok(v)
-                    }
-                    Err(e) => Err(e),
-                }
+            $crate::Backend::Sqlite { write, .. } => {
+                let mut pooled = write.acquire().await?;
+                let $conn: &mut sqlx::SqliteConnection = &mut pooled;
+                let result: std::result::Result<_, $err> = async { $body }.await;
+                result
             }
             $crate::Backend::Postgres(p) => {
                 let mut pooled = p.acquire().await?;
@@ -290,8 +266,7 @@ impl Store {
                 let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_options).await?;
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
                 tokio::spawn(checkpoint_wal(read.clone()));
-                let group = group::GroupWriter::new(write.clone());
-                Backend::Sqlite { write, read, group }
+                Backend::Sqlite { write, read }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -336,8 +311,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read, group } => {
-                group.flush().await;
+            Backend::Sqlite { write, read } => {
                 read.close().await;
                 write.close().await;
             }
