@@ -111,11 +111,7 @@ pub enum RecordFactError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for RecordFactError {
-    fn from(e: sqlx::Error) -> Self {
-        RecordFactError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(RecordFactError);
 
 /// A stored click, as a `signup` with a click id needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,18 +183,6 @@ impl Store {
             let mut conn = p.acquire().await?;
             Ok(find_holder!(conn, program, prospect).await?)
         })
-    }
-
-    /// Whether a fact with this sender id was recorded in the program already.
-    pub async fn fact_by_event_id(&self, program: ProgramId, event_id: &str) -> Result<Option<Uuid>> {
-        let found: Option<(Uuid,)> = on_read!(self, p => sqlx::query_as(
-            "SELECT id FROM facts WHERE program_id = $1 AND event_id = $2",
-        )
-        .bind(program.0)
-        .bind(event_id)
-        .fetch_optional(p)
-        .await?);
-        Ok(found.map(|(id,)| id))
     }
 
     /// A stored click of `code`, by its id (what a `vclid` names).

@@ -115,11 +115,7 @@ pub enum RewardActionError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for RewardActionError {
-    fn from(e: sqlx::Error) -> Self {
-        RewardActionError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(RewardActionError);
 
 /// id, referral_id, program_version_id, rule_id, status, amount_minor, currency, release_at
 pub(crate) type LedgerRow = (Uuid, Uuid, Uuid, String, String, i64, String, Option<i64>);

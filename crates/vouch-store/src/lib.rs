@@ -167,6 +167,20 @@ pub struct Store {
 }
 
 /// Runs `$body` with `$p` bound to the pool that may write.
+/// `From<sqlx::Error>` for an operation's error enum with a `Store(StoreError)`
+/// variant, classifying the error as [`StoreError`] does (unique violations
+/// become conflicts), so `?` works on queries inside its bodies.
+macro_rules! store_error_from_sqlx {
+    ($error:ident) => {
+        impl From<sqlx::Error> for $error {
+            fn from(e: sqlx::Error) -> Self {
+                $error::Store($crate::StoreError::classify(e))
+            }
+        }
+    };
+}
+pub(crate) use store_error_from_sqlx;
+
 macro_rules! on_write {
     ($store:expr, $p:ident => $body:expr) => {
         match &$store.backend {

@@ -43,11 +43,7 @@ pub enum EnrollError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for EnrollError {
-    fn from(e: sqlx::Error) -> Self {
-        EnrollError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(EnrollError);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantRecord {

@@ -74,11 +74,7 @@ pub enum CreatePayoutError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for CreatePayoutError {
-    fn from(e: sqlx::Error) -> Self {
-        CreatePayoutError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(CreatePayoutError);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayoutActionError {
@@ -93,11 +89,7 @@ pub enum PayoutActionError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for PayoutActionError {
-    fn from(e: sqlx::Error) -> Self {
-        PayoutActionError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(PayoutActionError);
 
 /// Why a reward could not be fulfilled (gift card) or marked applied (billing).
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +109,7 @@ pub enum FulfilError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for FulfilError {
-    fn from(e: sqlx::Error) -> Self {
-        FulfilError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(FulfilError);
 
 /// One item of a payout batch: what one participant is paid.
 #[derive(Debug, Clone, PartialEq, Eq)]

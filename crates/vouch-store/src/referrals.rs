@@ -122,11 +122,7 @@ pub enum CreateReferralError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for CreateReferralError {
-    fn from(e: sqlx::Error) -> Self {
-        CreateReferralError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(CreateReferralError);
 
 /// Why a staff action on a referral was refused.
 #[derive(Debug, thiserror::Error)]
@@ -149,11 +145,7 @@ pub enum ReferralActionError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for ReferralActionError {
-    fn from(e: sqlx::Error) -> Self {
-        ReferralActionError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(ReferralActionError);
 
 /// A staff decision on a referral in review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -125,11 +125,7 @@ pub enum SupplyUnitsError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for SupplyUnitsError {
-    fn from(e: sqlx::Error) -> Self {
-        SupplyUnitsError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(SupplyUnitsError);
 
 #[derive(sqlx::FromRow)]
 struct RewardRow {

@@ -68,11 +68,7 @@ pub enum SimulateError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for SimulateError {
-    fn from(e: sqlx::Error) -> Self {
-        SimulateError::Store(StoreError::classify(e))
-    }
-}
+crate::store_error_from_sqlx!(SimulateError);
 
 /// One referral as the replay needs it.
 #[derive(Debug, Clone)]
