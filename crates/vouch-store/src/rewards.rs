@@ -28,17 +28,20 @@
 //!
 //! Not yet here: a referral accepted from review after its `won`, releasing holds.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use uuid::Uuid;
 use vouch_domain::program::{
-    Approval, Beneficiary, Computation, HoldStart, PercentOf, ProgramDefinition, RewardKind, RewardRule, Trigger,
+    Approval, Beneficiary, Computation, HoldStart, PerUnit, PercentOf, ProgramDefinition, RewardKind, RewardRule,
+    Trigger,
 };
 use vouch_domain::referral::{FactKind, Stage, Status};
 use vouch_domain::reward::{
     CapUse, HeldReward, InOrder, ReferralKey, UnitCaps, YearLabel, apply_caps, counting_date, delta, earned_in_period,
-    explain_cap, explain_flat, explain_percentage, explain_reprice, flat, percentage, price_in_order, release_at,
+    explain_cap, explain_flat, explain_percentage, explain_reprice, flat, percentage, price_each_in_order, release_at,
     within_payment_window,
 };
 use vouch_domain::{Currency, Money, ParticipantId, ProgramId, ProgramVersionId, ReferralId};
@@ -312,14 +315,14 @@ pub(crate) const SELECT_EARNED_BY_REFEREE: &str = "SELECT counting_date, amount_
 /// id, referral_id, units, counting_date, won_at, status, amount_minor, the
 /// sum of its re-price adjustments (with the amount, what the reward comes to
 /// now), explanation.
-pub(crate) type HeldRow = (Uuid, Uuid, i64, String, i64, String, i64, i64, String);
+pub(crate) type HeldRow = (Uuid, Uuid, i64, String, i64, String, i64, i64, String, Uuid);
 
 /// The referrer's non-voided per-unit rewards under the rule, in the program.
 pub(crate) const SELECT_HELD: &str = "SELECT r.id, r.referral_id, r.units, r.counting_date, r.won_at, r.status,
         r.amount_minor,
         CAST(COALESCE((SELECT SUM(a.amount_minor) FROM reward_adjustments a
                         WHERE a.reward_id = r.id AND a.kind = 'reprice'), 0) AS BIGINT),
-        r.explanation
+        r.explanation, r.program_version_id
      FROM rewards r
      WHERE r.program_id = $1 AND r.rule_id = $2 AND r.participant_id = $3 AND r.beneficiary = 'referrer'
        AND r.status <> 'voided' AND r.units IS NOT NULL AND r.counting_date IS NOT NULL AND r.won_at IS NOT NULL";
@@ -483,11 +486,13 @@ pub(crate) struct Held {
     /// The amount with its re-price adjustments.
     pub comes_to: i64,
     pub explanation: String,
+    /// The program version it was made under, whose rule prices it.
+    pub version: Uuid,
 }
 
 pub(crate) fn held_rewards(rows: &[HeldRow]) -> Result<Vec<Held>> {
     rows.iter()
-        .map(|(id, referral, units, date, won_at, status, amount, adjusted, explanation)| {
+        .map(|(id, referral, units, date, won_at, status, amount, adjusted, explanation, version)| {
             let key = ReferralKey {
                 contract_date: parse_date(date)?,
                 won_at: timestamp(*won_at)?,
@@ -498,7 +503,14 @@ pub(crate) fn held_rewards(rows: &[HeldRow]) -> Result<Vec<Held>> {
                 RewardStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("reward {id}: status")))?;
             let comes_to =
                 amount.checked_add(*adjusted).ok_or_else(|| StoreError::Corrupt(format!("reward {id}: amount")))?;
-            Ok(Held { held: HeldReward { key, units }, id: *id, status, comes_to, explanation: explanation.clone() })
+            Ok(Held {
+                held: HeldReward { key, units },
+                id: *id,
+                status,
+                comes_to,
+                explanation: explanation.clone(),
+                version: *version,
+            })
         })
         .collect()
 }
@@ -511,16 +523,88 @@ pub(crate) enum Reprice {
     Adjust { reward: Uuid, delta: Money, explanation: String },
 }
 
-/// Prices the referrer's per-unit rewards under `rule` in order and says what
-/// changes for each of them.
-pub(crate) fn reprices(rule: &RewardRule, currency: Currency, rows: &[HeldRow]) -> Result<Vec<Reprice>> {
-    let Computation::PerUnit(per_unit) = &rule.computation else {
-        return Ok(Vec::new());
+/// The rule each of a referrer's per-unit rewards is priced by: the rule of
+/// the program version it was made under. `current` is the version being
+/// acted on; `older` the others the rewards name, read by [`version_rules!`].
+pub(crate) struct VersionRules<'a> {
+    pub current: (Uuid, &'a RewardRule),
+    pub older: HashMap<Uuid, RewardRule>,
+}
+
+impl VersionRules<'_> {
+    /// The per-unit pricing of `version`'s rule. A version whose rule of that
+    /// id is not per-unit (the program changed its kind) is counted under the
+    /// current rule; its reward is left as it is by the caller's comparison.
+    fn pricing(&self, version: Uuid, currency: Currency) -> Option<(&PerUnit, UnitCaps)> {
+        let current = self.current.1;
+        let rule = if version == self.current.0 { current } else { self.older.get(&version).unwrap_or(current) };
+        let per_unit = match (&rule.computation, &current.computation) {
+            (Computation::PerUnit(p), _) => Some((p, rule)),
+            (_, Computation::PerUnit(p)) => Some((p, current)),
+            _ => None,
+        };
+        per_unit.map(|(p, r)| (p, UnitCaps::new(r.caps.per_referral_minor, r.caps.per_beneficiary, currency)))
+    }
+
+    /// Prices `list` in order, each by its version's rule (`versions[i]`).
+    pub(crate) fn price(
+        &self,
+        versions: &[Uuid],
+        currency: Currency,
+        list: &[HeldReward],
+    ) -> Result<Vec<vouch_domain::reward::InOrder>> {
+        let mut pricing = Vec::with_capacity(versions.len());
+        for v in versions {
+            pricing.push(
+                self.pricing(*v, currency).ok_or_else(|| {
+                    StoreError::Corrupt(format!("rule {} is not per unit", self.current.1.id.as_str()))
+                })?,
+            );
+        }
+        price_each_in_order(|i| pricing[i], currency, list).map_err(reward_error)
+    }
+}
+
+/// Reads the rule `$rule.id` of every program version named by `$rows`
+/// ([`HeldRow`]s) other than `$version`, whose rule is `$rule`, inside `$tx`.
+/// Evaluates to `Result<VersionRules, StoreError>`.
+macro_rules! version_rules {
+    ($tx:expr, $rows:expr, $rule:expr, $version:expr) => {
+        async {
+            let rule: &vouch_domain::program::RewardRule = $rule;
+            let version: uuid::Uuid = $version;
+            let mut older = std::collections::HashMap::new();
+            for row in $rows.iter() {
+                let v: uuid::Uuid = row.9;
+                if v == version || older.contains_key(&v) {
+                    continue;
+                }
+                let (definition,): (String,) = sqlx::query_as("SELECT definition FROM program_versions WHERE id = $1")
+                    .bind(v)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                let definition: vouch_domain::program::ProgramDefinition = serde_json::from_str(&definition)
+                    .map_err(|e| $crate::StoreError::Corrupt(format!("program version {v}: {e}")))?;
+                if let Some(r) = definition.rule(rule.id.as_str()) {
+                    older.insert(v, r.clone());
+                }
+            }
+            Ok::<_, $crate::StoreError>($crate::rewards::VersionRules { current: (version, rule), older })
+        }
     };
+}
+pub(crate) use version_rules;
+
+/// Prices the referrer's per-unit rewards in order, each under its version's
+/// rule, and says what changes for each of them.
+pub(crate) fn reprices(rules: &VersionRules<'_>, currency: Currency, rows: &[HeldRow]) -> Result<Vec<Reprice>> {
+    if !matches!(rules.current.1.computation, Computation::PerUnit(_)) {
+        return Ok(Vec::new());
+    }
     let held = held_rewards(rows)?;
     let list: Vec<HeldReward> = held.iter().map(|h| h.held).collect();
-    let caps = UnitCaps::new(rule.caps.per_referral_minor, rule.caps.per_beneficiary, currency);
-    let priced = price_in_order(per_unit, caps, currency, &list).map_err(reward_error)?;
+    let versions: Vec<Uuid> = held.iter().map(|h| h.version).collect();
+    let priced = rules.price(&versions, currency, &list)?;
     let mut out = Vec::new();
     for (h, should) in held.iter().zip(priced) {
         let now = Money::new(h.comes_to, currency);
@@ -667,7 +751,7 @@ pub(crate) fn plan_reward(
 /// the program's. Rules that are not per-unit change nothing. Evaluates to
 /// `Result<u32, StoreError>`: how many rewards were re-priced or adjusted.
 macro_rules! reprice_referrer {
-    ($tx:expr, $program:expr, $rule:expr, $currency:expr, $participant:expr, $cause:expr, $actor:expr, $now:expr) => {
+    ($tx:expr, $program:expr, $rule:expr, $version:expr, $currency:expr, $participant:expr, $cause:expr, $actor:expr, $now:expr) => {
         async {
             use $crate::rewards::*;
             let rule: &vouch_domain::program::RewardRule = $rule;
@@ -681,7 +765,8 @@ macro_rules! reprice_referrer {
                     .bind(participant)
                     .fetch_all(&mut *$tx)
                     .await?;
-                for change in reprices(rule, $currency, &rows)? {
+                let rules = $crate::rewards::version_rules!($tx, rows, rule, $version).await?;
+                for change in reprices(&rules, $currency, &rows)? {
                     match change {
                         Reprice::Update { reward, amount, explanation, reason } => {
                             let updated = sqlx::query(UPDATE_PENDING_PRICE)
@@ -729,10 +814,11 @@ macro_rules! reprice_referrer {
 }
 pub(crate) use reprice_referrer;
 
-/// program_id, rule_id, participant_id, beneficiary, the version's definition.
-pub(crate) type VoidedRow = (Uuid, String, Option<Uuid>, String, String);
+/// program_id, rule_id, participant_id, beneficiary, the version's definition, its id.
+pub(crate) type VoidedRow = (Uuid, String, Option<Uuid>, String, String, Uuid);
 
-pub(crate) const SELECT_VOIDED: &str = "SELECT r.program_id, r.rule_id, r.participant_id, r.beneficiary, v.definition
+pub(crate) const SELECT_VOIDED: &str = "SELECT r.program_id, r.rule_id, r.participant_id, r.beneficiary, v.definition,
+        r.program_version_id
      FROM rewards r JOIN program_versions v ON v.id = r.program_version_id WHERE r.id = $1";
 
 /// After `$reward` (a `Uuid`) was voided inside the open transaction `$tx`:
@@ -747,7 +833,7 @@ macro_rules! reprice_after_void {
             use $crate::rewards::*;
             let reward: uuid::Uuid = $reward;
             let row: Option<VoidedRow> = sqlx::query_as(SELECT_VOIDED).bind(reward).fetch_optional(&mut *$tx).await?;
-            let Some((program, rule_id, Some(participant), beneficiary, definition)) = row else {
+            let Some((program, rule_id, Some(participant), beneficiary, definition, version)) = row else {
                 return Ok::<u32, $crate::StoreError>(0);
             };
             if beneficiary != vouch_domain::program::Beneficiary::Referrer.as_str() {
@@ -764,6 +850,7 @@ macro_rules! reprice_after_void {
                 $tx,
                 program,
                 rule,
+                version,
                 definition.currency(),
                 participant,
                 &cause,
@@ -882,7 +969,7 @@ macro_rules! award {
                     // A per-unit reward is priced where its contract date puts it
                     // among the referrer's rewards (a referee's among none).
                     let in_order = match (&rule.computation, inputs.units) {
-                        (vouch_domain::program::Computation::PerUnit(p), Some(units)) => {
+                        (vouch_domain::program::Computation::PerUnit(_), Some(units)) => {
                             let rows: Vec<HeldRow> = if needs_earlier(rule) {
                                 sqlx::query_as(SELECT_HELD)
                                     .bind(program_id)
@@ -893,8 +980,11 @@ macro_rules! award {
                             } else {
                                 Vec::new()
                             };
+                            let held = held_rewards(&rows)?;
+                            let mut versions: Vec<uuid::Uuid> = held.iter().map(|h| h.version).collect();
+                            versions.push(version_id);
                             let mut list: Vec<vouch_domain::reward::HeldReward> =
-                                held_rewards(&rows)?.into_iter().map(|h| h.held).collect();
+                                held.into_iter().map(|h| h.held).collect();
                             list.push(vouch_domain::reward::HeldReward {
                                 key: vouch_domain::reward::ReferralKey {
                                     contract_date: occurrence.date,
@@ -904,14 +994,8 @@ macro_rules! award {
                                 units: u32::try_from(units)
                                     .map_err(|_| $crate::StoreError::Corrupt(format!("units {units}")))?,
                             });
-                            let caps = vouch_domain::reward::UnitCaps::new(
-                                rule.caps.per_referral_minor,
-                                rule.caps.per_beneficiary,
-                                currency,
-                            );
-                            vouch_domain::reward::price_in_order(p, caps, currency, &list)
-                                .map_err(|e| $crate::StoreError::Corrupt(format!("reward computation: {e}")))?
-                                .pop()
+                            let rules = $crate::rewards::version_rules!($tx, rows, rule, version_id).await?;
+                            rules.price(&versions, currency, &list)?.pop()
                         }
                         _ => None,
                     };
@@ -976,6 +1060,7 @@ macro_rules! award {
                             $tx,
                             program_id,
                             rule,
+                            version_id,
                             currency,
                             participant_id,
                             &cause,

@@ -30,7 +30,7 @@ pub use caps::{CapHit, CapUse, Capped, apply_caps, earned_in_period, explain_cap
 pub use explain::{YearLabel, explain_flat, explain_per_unit, explain_percentage, format_amount};
 pub use hold::{counting_date, release_at};
 pub use payments::within_payment_window;
-pub use reprice::{HeldReward, InOrder, UnitCaps, delta, explain_reprice, price_in_order};
+pub use reprice::{HeldReward, InOrder, UnitCaps, delta, explain_reprice, price_each_in_order, price_in_order};
 pub use tiers::{Priced, TierSlice, price_units, tier_index_for_total};
 pub use year::{EarlierReward, Placement, ReferralKey, period_of, prior_total, referrer_year};
 

@@ -60,6 +60,19 @@ pub fn price_in_order(
     currency: Currency,
     rewards: &[HeldReward],
 ) -> Result<Vec<InOrder>, RewardError> {
+    price_each_in_order(|_| (rule, caps), currency, rewards)
+}
+
+/// As [`price_in_order`], with each reward priced by the rule `rule_of(i)`
+/// gives for `rewards[i]`: the rule of the program version it was made under.
+/// A program may change its rates during a referrer's year; the units counted
+/// before a reward do not restart, but a reward made under the old rates keeps
+/// them when it is priced again, as the simulation of that version would.
+pub fn price_each_in_order<'a>(
+    rule_of: impl Fn(usize) -> (&'a PerUnit, UnitCaps),
+    currency: Currency,
+    rewards: &[HeldReward],
+) -> Result<Vec<InOrder>, RewardError> {
     let others: Vec<EarlierReward> =
         rewards.iter().map(|r| EarlierReward { key: r.key, units: r.units, voided: false }).collect();
     let mut order: Vec<usize> = (0..rewards.len()).collect();
@@ -69,6 +82,7 @@ pub fn price_in_order(
     let mut earned: Vec<(jiff::civil::Date, Money)> = Vec::with_capacity(rewards.len());
     for i in order {
         let r = rewards[i];
+        let (rule, caps) = rule_of(i);
         let placement = prior_total(rule.period, r.key, &others)?;
         let priced = price_units(&rule.tiers, rule.tier_policy, placement.prior_total, r.units, currency)?;
         let per_referral = caps.per_referral.map(|max| CapUse { max, earned: Money::new(0, currency) });
@@ -163,6 +177,27 @@ mod tests {
 
     fn amounts(v: &[InOrder]) -> Vec<Money> {
         v.iter().map(|p| p.amount).collect()
+    }
+
+    /// The program raised its rates in July (version 2: $120 / $170 / $220).
+    /// A late `won` of 15 under version 1 moves the August reward of 16 into the
+    /// second tier, which it is priced at by its own version's rates, not by
+    /// the rates of the version the late referral belongs to.
+    #[test]
+    fn each_reward_keeps_the_rates_of_its_own_version_when_priced_again() {
+        let v1 = technicians();
+        let mut v2 = v1.clone();
+        for tier in &mut v2.tiers {
+            tier.each_minor += 20_00;
+        }
+        let rewards = [held(date(2026, 3, 1), 1, 20), held(date(2026, 8, 1), 2, 16), held(date(2026, 2, 1), 3, 15)];
+        let version = [&v1, &v2, &v1];
+        let priced = price_each_in_order(|i| (version[i], UnitCaps::default()), usd(), &rewards).unwrap();
+        assert_eq!(amounts(&priced), [dollars(2_000), dollars(16 * 170), dollars(1_500)]);
+        assert_eq!(priced[1].placement.prior_total, 35);
+        // Under one rule for all, the August reward would have lost its version's rates.
+        let one_rule = price_in_order(&v1, UnitCaps::default(), usd(), &rewards).unwrap();
+        assert_eq!(one_rule[1].amount, dollars(16 * 150));
     }
 
     /// Design brief, program C: 10 technicians (1 Mar), then 25 (1 May), then a

@@ -397,3 +397,51 @@ async fn a_voided_rewards_units_no_longer_count() {
         app.stop().await;
     }
 }
+
+/// Applies a version of the per-technician program whose rates are each
+/// `raise` whole cents higher than the shipped ones.
+async fn raise_technician_rates(app: &TestApp, raise: i64) {
+    let source = vouch_server::demo::EXAMPLE_PROGRAMS.iter().find(|(s, _)| *s == TECH).unwrap().1;
+    let mut edited = source.to_string();
+    for rate in [100_00, 150_00, 200_00] {
+        let (from, to) = (format!("each = {rate}"), format!("each = {}", rate + raise));
+        assert!(edited.contains(&from), "the example states {from}");
+        edited = edited.replacen(&from, &to, 1);
+    }
+    let definition = vouch_domain::program::parse_program(&edited).unwrap();
+    let ids = (vouch_domain::ProgramId(uuid::Uuid::now_v7()), vouch_domain::ProgramVersionId(uuid::Uuid::now_v7()));
+    app.store.apply_program(&definition, &edited, ids, jiff::Timestamp::now()).await.unwrap();
+}
+
+/// The program raises its rates by $20 between two referrals. A late `won`
+/// with the earliest contract date then re-prices the referrer's year: the
+/// reward made under the first version keeps its $100 rate, the one made
+/// under the second is priced at the second version's tier 31–60 ($170), not
+/// at the rates of the version the late referral belongs to.
+#[tokio::test]
+async fn a_repriced_reward_keeps_the_rates_of_the_version_it_was_made_under() {
+    for db in TestDatabase::all().await {
+        let app = TestApp::spawn(db).await;
+        let e = app.engine;
+        let referrer = app.enroll(TECH, &company_email("ref"), "customer").await;
+        let (march, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &march, Some(20), "2026-03-01").await;
+        raise_technician_rates(&app, 20_00).await;
+        let (august, _) = lead(&app, TECH, &referrer.code).await;
+        let (late, _) = lead(&app, TECH, &referrer.code).await;
+        won(&app, TECH, &august, Some(16), "2026-08-01").await;
+        assert_eq!(amounts(&app, &[&march, &august]).await, [20 * 100_00, 16 * 120_00], "{e}");
+
+        won(&app, TECH, &late, Some(15), "2026-02-01").await;
+        let rewards =
+            [only_reward(&app, &march).await, only_reward(&app, &august).await, only_reward(&app, &late).await];
+        let came_to: Vec<i64> = rewards.iter().map(comes_to).collect();
+        assert_eq!(came_to, [20 * 100_00, 16 * 170_00, 15 * 120_00], "{e}: {rewards:?}");
+        assert!(
+            rewards[1]["explanation"].as_str().unwrap_or_default().contains("16 technicians × $170"),
+            "{e}: {}",
+            rewards[1]
+        );
+        app.stop().await;
+    }
+}
