@@ -1,7 +1,8 @@
 //! The ledger after a reward is made, on every engine available here: holds
 //! released (approved, left to finance, or voided by a churn dated before they
 //! ended), two stores releasing at once, late churns voiding approved rewards,
-//! clawbacks of paid ones, finance's approvals and voids, and balances.
+//! clawbacks of paid ones, finance's approvals and voids, a void racing an award for
+//! the same referrer, and balances.
 
 use jiff::Timestamp;
 use serde_json::json;
@@ -416,6 +417,50 @@ async fn two_stores_releasing_at_once_release_each_hold_exactly_once() {
                 .filter(|ev| ev.actor == HOLDS_ACTOR)
                 .collect();
             assert_eq!(released.len(), 1, "{e}: {released:?}");
+        }
+        one.close().await;
+        two.close().await;
+        store.close().await;
+    }
+}
+
+const PER_UNIT_MANUAL: &str = r#"per_unit = "technician"
+period = "referrer_year"
+tiers = [{ up_to = 30, each = 100_00 }, { up_to = 60, each = 150_00 }, { each = 200_00 }]
+approval = "manual""#;
+
+/// Finance voids a referrer's reward on one replica while another awards the
+/// same referrer a per-unit reward priced after it. Both take the referrer's
+/// lock first, so neither waits on the other in a cycle (no deadlock, no
+/// serialization error reaches the caller), and whichever commits first the
+/// new reward ends priced without the voided one's units: 31 technicians
+/// voided, so the 10 that follow are at $100 (tier 0–30), not $150.
+#[tokio::test]
+async fn a_void_racing_an_award_for_the_same_referrer_ends_as_either_order_would() {
+    for db in TestDatabase::all().await {
+        let e = db.engine;
+        let store = db.open().await;
+        let p = program_with(&store, "per-unit-race", PER_UNIT_MANUAL).await;
+        let (one, two) = (db.open().await, db.open().await);
+        for round in 0..8 {
+            let code = referrer(&store, &p, &format!("r{round}@race-{round}.example"), &format!("RACE-{round}")).await;
+            let voided = won_referral(&store, &p, &code, "2026-03-01", Some(31)).await;
+            let voided = reward_of(&store, voided).await;
+            assert_eq!(voided.amount.amount_minor, 31 * 100_00, "{e}");
+            let prospect = format!("p{round}@late-{}.example", Uuid::now_v7().simple());
+            let later = create(&store, &p, &code, &prospect).await;
+            let mut won = fact(&p, later.id, FactKind::Won, "2026-04-01T15:00:00Z");
+            won.contract_date = Some("2026-04-01".into());
+            won.units = Some(10);
+            let now = t("2026-04-02T00:00:00Z");
+            let (void, award) =
+                tokio::join!(one.void_reward(voided.id, "fin", "duplicate", now), two.record_fact(&won, None));
+            void.unwrap_or_else(|err| panic!("{e} round {round}: void: {err:?}"));
+            award.unwrap_or_else(|err| panic!("{e} round {round}: award: {err:?}"));
+            assert_eq!(reward_of(&store, voided.referral_id).await.status, RewardStatus::Voided, "{e}");
+            let priced = reward_of(&store, later.id).await;
+            assert_eq!(priced.amount.amount_minor, 10 * 100_00, "{e} round {round}: {}", priced.explanation);
+            assert!(priced.explanation.contains("no technicians in your year"), "{e}: {}", priced.explanation);
         }
         one.close().await;
         two.close().await;
