@@ -53,6 +53,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} was not found"))
     }
 
+    /// For `map_err` on a store call about one thing: its absence is a 404
+    /// naming `what` ("the reward `…`"); any other error maps as usual.
+    pub fn missing(what: String) -> impl FnOnce(StoreError) -> ApiError {
+        move |e| match e {
+            StoreError::NotFound => ApiError::not_found(&what),
+            e => e.into(),
+        }
+    }
+
     pub fn conflict(code: &'static str, pointer: &str, detail: impl Into<String>) -> Self {
         Self { status: StatusCode::CONFLICT, ..Self::field(code, pointer, detail) }
     }

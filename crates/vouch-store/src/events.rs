@@ -429,6 +429,18 @@ impl Store {
                             .fetch_optional(&mut *tx)
                             .await?;
                     let (participant_id, kind, pstatus) = known.unwrap_or_default();
+                    if !participant_id.is_nil() {
+                        // The new customer's own rewards (a first-invoice credit)
+                        // are theirs now: their balance shows them.
+                        sqlx::query(
+                            "UPDATE rewards SET participant_id = $2
+                             WHERE referral_id = $1 AND beneficiary = 'referee' AND participant_id IS NULL",
+                        )
+                        .bind(referral.0)
+                        .bind(participant_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     let eligible = ParticipantKind::parse(&kind).is_some_and(|k| definition.is_eligible(k));
                     if eligible && ParticipantStatus::parse(&pstatus) == Some(ParticipantStatus::Active) {
                         let enrolled = sqlx::query(

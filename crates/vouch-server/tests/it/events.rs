@@ -9,31 +9,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, expect_problem, pointers};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
 
 const AGENT: &str = "agent-gift-card";
 const DOUBLE: &str = "double-sided";
 const PROGRAMS: [&str; 5] = ["customer-credit", "agent-gift-card", "per-technician", "double-sided", "qualified-lead"];
 
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-/// An address at a company domain of its own (the example programs are business programs).
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
-
 async fn referrer(app: &TestApp, slug: &str) -> String {
     app.enroll(slug, &company_email("ref"), "customer").await.code
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 async fn lead(app: &TestApp, slug: &str, code: &str, email: &str) -> String {

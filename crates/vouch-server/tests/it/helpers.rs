@@ -480,3 +480,23 @@ pub async fn ensure_stored(app: &TestApp, code: &str, vclid: &str) -> Result<()>
     ensure!(stored.contains(&click.id), "{}: vclid {vclid} names no stored click", app.engine);
     Ok(())
 }
+
+/// A short unique suffix, for keys and addresses.
+pub fn uniq() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
+}
+
+/// A unique address at a company domain of its own: every example program is a
+/// business program, so two people of a test must not share a company by accident.
+pub fn company_email(tag: &str) -> String {
+    let u = uniq();
+    format!("{tag}.{u}@{tag}-{u}.example")
+}
+
+/// The answer's JSON, once its status is `status` (the body is in the message when not).
+pub async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let text = res.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{}: {text}", app.engine);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
+}

@@ -11,21 +11,11 @@ use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 use vouch_store::{MailPayload, OutboxItem};
 
-use crate::helpers::{PUBLIC_URL, TestApp, eventually, expect_problem, pointers};
+use crate::helpers::{PUBLIC_URL, TestApp, company_email, eventually, expect_problem, json_of, pointers};
 use crate::smtp::{Received, SmtpServer};
 
 /// Open to every kind of participant, business (company domains count).
 const AGENT: &str = "agent-gift-card";
-
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-/// A unique address at a company domain of its own.
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
 
 async fn referrer(app: &TestApp, slug: &str, email: &str, name: &str) -> String {
     app.enroll_with(slug, &json!({"email": email, "name": name, "kind": "customer"})).await.code
@@ -37,13 +27,6 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
 
 async fn invite_raw(app: &TestApp, slug: &str, body: &Value) -> reqwest::Response {
     post(app, &format!("/programs/{slug}/invites"), body).await
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 /// An invite that must be taken (201): the referral.

@@ -13,6 +13,7 @@ mod mail;
 mod notifications;
 mod openapi;
 mod payouts;
+mod programs;
 mod redirect;
 mod referrals;
 mod rewards;

@@ -11,7 +11,7 @@ use vouch_server::demo::EXAMPLE_PROGRAMS;
 use vouch_server::mail::{Mailer, deliver_due};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{BROWSER_UA, PUBLIC_URL, TestApp, email};
+use crate::helpers::{BROWSER_UA, PUBLIC_URL, TestApp, company_email, email, json_of};
 use crate::smtp::{Received, SmtpServer};
 
 const AGENT: &str = "agent-gift-card";
@@ -35,13 +35,6 @@ async fn deliver(app: &TestApp, smtp: &SmtpServer) -> Vec<Received> {
     let report = deliver_due(&app.store, &Mailer::from_config(&config), Timestamp::now()).await.expect("deliver");
     assert_eq!(report.dead() + report.retried(), 0, "{}: every message goes through: {report:?}", app.engine);
     smtp.messages().split_off(before)
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 /// A lead of `code` for `prospect` (named "Bob Prospect"); answers the referral's id.
@@ -93,12 +86,6 @@ async fn preference(app: &TestApp, participant: &str) -> Value {
 
 fn subjects(messages: &[Received]) -> Vec<String> {
     messages.iter().map(|m| m.header("Subject").unwrap_or_default()).collect()
-}
-
-/// An address at a company domain of its own.
-fn company_email(tag: &str) -> String {
-    let u = &uuid::Uuid::now_v7().simple().to_string()[20..];
-    format!("{tag}.{u}@{tag}-{u}.example")
 }
 
 #[tokio::test]

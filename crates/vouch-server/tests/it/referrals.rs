@@ -7,22 +7,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, expect_problem, pointers};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
 
 /// Open to every kind of participant, business (company domains count).
 const AGENT: &str = "agent-gift-card";
-
-/// A short unique tag.
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-/// A unique address at a company domain of its own, so that two people never
-/// share a company by accident (every example program is a business program).
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
 
 /// Enrolls a customer in `slug` and returns their code.
 async fn referrer(app: &TestApp, slug: &str, email: &str) -> String {
@@ -35,14 +23,6 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
 
 fn lead_body(code: &str, email: &str) -> Value {
     json!({"referrer_code": code, "prospect": {"email": email, "name": "Bob Prospect"}, "consent": true})
-}
-
-/// Expects `status` and returns the JSON answer.
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 /// Posts a lead that must be taken (201) and returns the referral.

@@ -13,27 +13,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, expect_problem};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, uniq};
 
 const TECH: &str = "per-technician";
 const CREDIT: &str = "customer-credit";
 const AGENT: &str = "agent-gift-card";
-
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
-}
 
 async fn lead(app: &TestApp, slug: &str, code: &str) -> (String, String) {
     let email = company_email("bob");
@@ -223,7 +207,7 @@ async fn a_double_sided_won_rewards_both_sides() {
             "value": {"amount_minor": 120_000, "currency": "USD"},
         });
         let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&body).send().await.unwrap();
-        assert!(res.status().is_success(), "{e}: {}", res.text().await.unwrap_or_default());
+        let answer = json_of(&app, res, StatusCode::CREATED).await;
         let items = rewards_of(&app, &id).await;
         assert_eq!(items.len(), 2, "{e}: {items:?}");
         let upgrade = items.iter().find(|r| r["beneficiary"] == "referrer").unwrap();
@@ -231,7 +215,10 @@ async fn a_double_sided_won_rewards_both_sides() {
         assert_eq!((upgrade["plan"].as_str(), upgrade["months"].as_i64()), (Some("premium"), Some(3)), "{e}");
         let credit = items.iter().find(|r| r["beneficiary"] == "referee").unwrap();
         assert_eq!(credit["amount"], json!({"amount_minor": 10_000, "currency": "USD"}), "{e}: {credit}");
-        assert_eq!(credit["participant_id"], Value::Null, "{e}: {credit}");
+        // The new customer, enrolled by the viral loop, is the credit's beneficiary.
+        let newcomer = &answer["enrolled"]["participant_id"];
+        assert!(newcomer.is_string(), "{e}: {answer}");
+        assert_eq!(&credit["participant_id"], newcomer, "{e}: {credit}");
         assert_eq!(
             credit["explanation"], "20% of the $1,200 contract value = $240, capped at the $100 maximum per referral",
             "{e}: {credit}"
@@ -403,8 +390,10 @@ async fn a_voided_rewards_units_no_longer_count() {
 async fn raise_technician_rates(app: &TestApp, raise: i64) {
     let source = vouch_server::demo::EXAMPLE_PROGRAMS.iter().find(|(s, _)| *s == TECH).unwrap().1;
     let mut edited = source.to_string();
+    // The example writes whole dollars and cents apart: `each = 100_00`.
+    let written = |minor: i64| format!("each = {}_{:02}", minor / 100, minor % 100);
     for rate in [100_00, 150_00, 200_00] {
-        let (from, to) = (format!("each = {rate}"), format!("each = {}", rate + raise));
+        let (from, to) = (written(rate), written(rate + raise));
         assert!(edited.contains(&from), "the example states {from}");
         edited = edited.replacen(&from, &to, 1);
     }

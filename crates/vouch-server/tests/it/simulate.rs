@@ -14,30 +14,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, expect_problem, pointers};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
 
 const TECH: &str = "per-technician";
 const DOUBLE: &str = "double-sided";
 
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
-
 fn shipped(slug: &str) -> String {
     let path = format!("{}/../../examples/programs/{slug}.toml", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 async fn lead(app: &TestApp, slug: &str, code: &str) -> String {

@@ -13,7 +13,7 @@ use vouch_domain::program::parse_program;
 use vouch_domain::{ProgramId, ProgramVersionId};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, company_email, json_of, uniq};
 
 const QUALIFIED: &str = "qualified-lead";
 
@@ -93,22 +93,6 @@ async fn apply(app: &TestApp, source: &str) {
     let definition = parse_program(source).expect("the test program is valid");
     let ids = (ProgramId(uuid::Uuid::now_v7()), ProgramVersionId(uuid::Uuid::now_v7()));
     app.store.apply_program(&definition, source, ids, jiff::Timestamp::now()).await.expect("apply the test program");
-}
-
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 async fn lead(app: &TestApp, slug: &str, code: &str) -> String {

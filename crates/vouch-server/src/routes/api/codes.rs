@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
 use vouch_domain::click::ClickRef;
 use vouch_domain::{ClickId, ReferralCode};
-use vouch_store::StoreError;
 
 use super::ApiPath;
 use super::participants::CodeBody;
@@ -53,13 +52,6 @@ fn known_code(raw: &str) -> Result<ReferralCode, ApiError> {
     ReferralCode::parse(raw).map_err(|_| ApiError::not_found(&format!("the code `{raw}`")))
 }
 
-fn not_found_as(e: StoreError, raw: &str) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found(&format!("the code `{raw}`")),
-        e => e.into(),
-    }
-}
-
 /// Clicks of a code and their count.
 #[utoipa::path(get, path = "/api/v1/codes/{code}/clicks", tag = "codes", params(("code" = String, Path), ClicksQuery),
     responses((status = 200, body = ClicksBody), (status = 404, body = crate::openapi::Problem)))]
@@ -71,7 +63,7 @@ pub async fn list_clicks(
 ) -> Result<Json<ClicksBody>, ApiError> {
     caller.require(Area::Codes, false)?;
     let code = known_code(&raw)?;
-    state.store.code(&code).await.map_err(|e| not_found_as(e, &raw))?;
+    state.store.code(&code).await.map_err(ApiError::missing(format!("the code `{raw}`")))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("invalid_query", "/limit", "limit is between 1 and 1000"));
@@ -119,7 +111,11 @@ pub async fn revoke_code(
 ) -> Result<Json<CodeBody>, ApiError> {
     caller.require(Area::Codes, true)?;
     let code = known_code(&raw)?;
-    let record = state.store.revoke_code(&code, state.clock.now()).await.map_err(|e| not_found_as(e, &raw))?;
+    let record = state
+        .store
+        .revoke_code(&code, state.clock.now())
+        .await
+        .map_err(ApiError::missing(format!("the code `{raw}`")))?;
     state.codes.clear();
     tracing::info!(code = %code, by = %caller.actor(), "code revoked");
     Ok(Json(CodeBody::new(&state, &record)))

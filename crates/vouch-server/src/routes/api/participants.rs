@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use vouch_domain::api_key::Area;
 use vouch_domain::notify::StageUpdates;
 use vouch_domain::{Email, ParticipantId, ParticipantKind, ReferralCode};
-use vouch_store::{ParticipantRecord, StoreError};
+use vouch_store::ParticipantRecord;
 
 use super::{ApiPath, rfc3339};
 use crate::AppState;
@@ -246,7 +246,11 @@ pub async fn get_participant(
     ApiPath(id): ApiPath,
 ) -> Result<Json<ParticipantBody>, ApiError> {
     caller.require(Area::Participants, false)?;
-    let p = state.store.participant(participant_id(&id)?).await.map_err(|e| not_found_as(e, &id))?;
+    let p = state
+        .store
+        .participant(participant_id(&id)?)
+        .await
+        .map_err(ApiError::missing(format!("the participant `{id}`")))?;
     Ok(Json(participant_body(&state, p).await?))
 }
 
@@ -263,7 +267,7 @@ pub async fn suspend_participant(
         .store
         .suspend_participant(participant_id(&id)?, state.clock.now())
         .await
-        .map_err(|e| not_found_as(e, &id))?;
+        .map_err(ApiError::missing(format!("the participant `{id}`")))?;
     state.codes.clear();
     tracing::info!(participant = %p.id, by = %caller.actor(), "participant suspended");
     Ok(Json(participant_body(&state, p).await?))
@@ -305,11 +309,11 @@ pub async fn patch_participant(
             .store
             .set_stage_updates(participant, wanted, state.clock.now())
             .await
-            .map_err(|e| not_found_as(e, &id))?;
+            .map_err(ApiError::missing(format!("the participant `{id}`")))?;
         tracing::info!(participant = %participant, by = %caller.actor(), stage_updates = wanted.as_str(),
             "notification preference changed");
     }
-    let p = state.store.participant(participant).await.map_err(|e| not_found_as(e, &id))?;
+    let p = state.store.participant(participant).await.map_err(ApiError::missing(format!("the participant `{id}`")))?;
     Ok(Json(participant_body(&state, p).await?))
 }
 
@@ -320,12 +324,5 @@ pub(crate) async fn remember_ip(state: &AppState, participant: ParticipantId, pe
     let hash = state.hash_ip(peer.ip());
     if let Err(e) = state.store.record_participant_ip(participant, &hash, state.clock.now()).await {
         tracing::warn!(participant = %participant, error = %e, "could not record the referrer's IP hash");
-    }
-}
-
-fn not_found_as(e: StoreError, id: &str) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found(&format!("the participant `{id}`")),
-        e => e.into(),
     }
 }

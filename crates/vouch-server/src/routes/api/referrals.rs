@@ -493,10 +493,8 @@ pub async fn get_referral(
     ApiPath(raw): ApiPath,
 ) -> Result<Json<ReferralBody>, ApiError> {
     caller.require(Area::Referrals, false)?;
-    let record = state.store.referral(referral_id(&raw)?).await.map_err(|e| match e {
-        vouch_store::StoreError::NotFound => ApiError::not_found(&format!("the referral `{raw}`")),
-        e => e.into(),
-    })?;
+    let record =
+        state.store.referral(referral_id(&raw)?).await.map_err(ApiError::missing(format!("the referral `{raw}`")))?;
     Ok(Json(ReferralBody::new(record, true)))
 }
 

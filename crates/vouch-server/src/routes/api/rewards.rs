@@ -202,10 +202,8 @@ pub async fn get_reward(
     ApiPath(raw): ApiPath,
 ) -> Result<Json<RewardBody>, ApiError> {
     caller.require(Area::Rewards, false)?;
-    let record = state.store.reward(reward_id(&raw)?).await.map_err(|e| match e {
-        vouch_store::StoreError::NotFound => ApiError::not_found(&format!("the reward `{raw}`")),
-        e => e.into(),
-    })?;
+    let record =
+        state.store.reward(reward_id(&raw)?).await.map_err(ApiError::missing(format!("the reward `{raw}`")))?;
     Ok(Json(body_of(&state, record).await?))
 }
 
