@@ -136,6 +136,40 @@ pub struct BatchCandidate {
     pub amount: Money,
 }
 
+/// Where the reward an adjustment entry belongs to stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustedReward {
+    /// Paid already: the entry is owed (or recovered) on its own.
+    Paid,
+    /// Approved and among the candidates (its position): the entry goes with it.
+    Candidate(usize),
+    /// Approved but not in this batch (in another open batch, or not chosen):
+    /// the entry waits for its reward, so that a reward voided before payment
+    /// never leaves a paid or recovered entry behind.
+    NotInBatch,
+}
+
+/// An unsettled adjustment entry (a re-price or a clawback) of a payee's cash
+/// reward, as batching sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAdjustment {
+    pub participant: ParticipantId,
+    /// Negative for a clawback or a downward re-price.
+    pub amount: Money,
+    pub reward: AdjustedReward,
+}
+
+/// What a batch takes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchScope {
+    /// Finance named the rewards: every one must be payable, and a payee whose
+    /// entries take back as much as the rewards bring is refused, not dropped.
+    Chosen,
+    /// Everything payable by `method` in `currency`: payees owed less than
+    /// `min_amount` (minor units), or nothing, are left for a later batch.
+    ByMethod { method: PayoutMethod, currency: Currency, min_amount: Option<i64> },
+}
+
 /// Why the rewards cannot make one batch. `index` is the position of the
 /// offending candidate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +188,12 @@ pub enum BatchRefusal {
     MixedCurrencies { index: usize, batch: &'static str, found: &'static str },
     #[error("the amounts add up to more than can be represented")]
     Overflow { index: usize },
+    #[error("the amounts owed to participant {participant} add up to more than can be represented")]
+    PayeeOverflow { participant: ParticipantId },
+    #[error(
+        "participant {participant} is owed {net} minor units in all: their adjustment entries take back what these rewards bring, so nothing can be paid to them"
+    )]
+    NetNotPositive { index: usize, participant: ParticipantId, net: i64 },
     #[error("no reward is left to pay")]
     Empty,
 }
@@ -168,7 +208,8 @@ impl BatchRefusal {
             Self::NoPayoutDetails { .. } => "no_payout_details",
             Self::MixedMethods { .. } => "mixed_methods",
             Self::MixedCurrencies { .. } => "mixed_currencies",
-            Self::Overflow { .. } => "amount_overflow",
+            Self::Overflow { .. } | Self::PayeeOverflow { .. } => "amount_overflow",
+            Self::NetNotPositive { .. } => "net_not_positive",
             Self::Empty => "nothing_to_pay",
         }
     }
@@ -181,19 +222,22 @@ impl BatchRefusal {
             | Self::NoPayoutDetails { index }
             | Self::MixedMethods { index, .. }
             | Self::MixedCurrencies { index, .. }
-            | Self::Overflow { index } => Some(index),
-            Self::Empty => None,
+            | Self::Overflow { index }
+            | Self::NetNotPositive { index, .. } => Some(index),
+            Self::PayeeOverflow { .. } | Self::Empty => None,
         }
     }
 }
 
-/// One item of a planned batch: a participant, the sum of their rewards, and
-/// the positions of those rewards among the candidates.
+/// One item of a planned batch: a participant, what they are paid (their
+/// rewards and adjustment entries, net), and the positions of those rewards
+/// among the candidates and of those entries among the adjustments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedItem {
     pub participant: ParticipantId,
     pub amount: Money,
     pub rewards: Vec<usize>,
+    pub adjustments: Vec<usize>,
 }
 
 /// A planned batch: its method, currency, total and items (by participant id).
@@ -206,14 +250,22 @@ pub struct PlannedBatch {
 
 /// Groups the candidates into one item per participant. Every candidate must be
 /// an approved cash reward of a participant with payout details, all of one
-/// method and one currency (the first candidate's, unless `expect` names them).
-/// Items below `min_amount` are left out; sums are checked.
+/// method and one currency (the first candidate's, unless the scope names
+/// them). Each payee's unsettled adjustment entries in the batch's currency are
+/// added to their item, net: entries of a paid reward always, entries of an
+/// approved one only with the reward itself. By method, a payee owed only
+/// entries has an item too, and one whose net is below `min_amount`, zero or
+/// negative has none (their rewards and entries wait for a later batch); chosen
+/// rewards whose payee's net is not positive are refused. Sums are checked.
 pub fn plan_batch(
     candidates: &[BatchCandidate],
-    expect: Option<(PayoutMethod, Currency)>,
-    min_amount: Option<i64>,
+    adjustments: &[BatchAdjustment],
+    scope: BatchScope,
 ) -> Result<PlannedBatch, BatchRefusal> {
-    let mut shape = expect;
+    let (mut shape, min_amount) = match scope {
+        BatchScope::Chosen => (None, None),
+        BatchScope::ByMethod { method, currency, min_amount } => (Some((method, currency)), min_amount),
+    };
     let mut items: BTreeMap<ParticipantId, PlannedItem> = BTreeMap::new();
     for (index, c) in candidates.iter().enumerate() {
         if !c.approved {
@@ -243,6 +295,7 @@ pub fn plan_batch(
             participant,
             amount: Money::new(0, batch_currency),
             rewards: Vec::new(),
+            adjustments: Vec::new(),
         });
         item.amount = item.amount.checked_add(c.amount).map_err(|e| overflow(e, index))?;
         item.rewards.push(index);
@@ -250,19 +303,60 @@ pub fn plan_batch(
     let Some((method, currency)) = shape else {
         return Err(BatchRefusal::Empty);
     };
-    let items: Vec<PlannedItem> =
-        items.into_values().filter(|i| min_amount.is_none_or(|min| i.amount.amount_minor >= min)).collect();
-    // An item of nothing pays nothing; a negative one cannot be paid out.
-    let items: Vec<PlannedItem> = items.into_iter().filter(|i| i.amount.amount_minor > 0).collect();
-    if items.is_empty() {
+    for (index, a) in adjustments.iter().enumerate() {
+        let owed = match a.reward {
+            AdjustedReward::Paid => true,
+            AdjustedReward::Candidate(reward) => candidates.get(reward).is_some(),
+            AdjustedReward::NotInBatch => false,
+        };
+        if !owed || a.amount.currency != currency {
+            continue;
+        }
+        let item = match (items.get_mut(&a.participant), scope) {
+            (Some(item), _) => item,
+            // Chosen rewards name the payees; others' entries wait.
+            (None, BatchScope::Chosen) => continue,
+            (None, BatchScope::ByMethod { .. }) => items.entry(a.participant).or_insert_with(|| PlannedItem {
+                participant: a.participant,
+                amount: Money::new(0, currency),
+                rewards: Vec::new(),
+                adjustments: Vec::new(),
+            }),
+        };
+        item.amount = item
+            .amount
+            .checked_add(a.amount)
+            .map_err(|_| BatchRefusal::PayeeOverflow { participant: a.participant })?;
+        item.adjustments.push(index);
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items.into_values() {
+        // Nothing, or less than nothing, cannot be paid out.
+        if item.amount.amount_minor <= 0 {
+            if let (BatchScope::Chosen, Some(&index)) = (scope, item.rewards.first()) {
+                return Err(BatchRefusal::NetNotPositive {
+                    index,
+                    participant: item.participant,
+                    net: item.amount.amount_minor,
+                });
+            }
+            continue;
+        }
+        if min_amount.is_none_or(|min| item.amount.amount_minor >= min) {
+            kept.push(item);
+        }
+    }
+    if kept.is_empty() {
         return Err(BatchRefusal::Empty);
     }
     let mut total = Money::new(0, currency);
-    for item in &items {
-        let last = *item.rewards.last().expect("an item has rewards");
-        total = total.checked_add(item.amount).map_err(|e| overflow(e, last))?;
+    for item in &kept {
+        total = total.checked_add(item.amount).map_err(|e| match item.rewards.last() {
+            Some(&last) => overflow(e, last),
+            None => BatchRefusal::PayeeOverflow { participant: item.participant },
+        })?;
     }
-    Ok(PlannedBatch { method, total, items })
+    Ok(PlannedBatch { method, total, items: kept })
 }
 
 fn overflow(_: MoneyError, index: usize) -> BatchRefusal {
@@ -287,6 +381,18 @@ mod tests {
         }
     }
 
+    fn by_bank(min_amount: Option<i64>) -> BatchScope {
+        BatchScope::ByMethod { method: PayoutMethod::BankTransfer, currency: usd(), min_amount }
+    }
+
+    fn adj(p: u128, amount: i64, reward: AdjustedReward) -> BatchAdjustment {
+        BatchAdjustment {
+            participant: ParticipantId(uuid::Uuid::from_u128(p)),
+            amount: Money::new(amount, usd()),
+            reward,
+        }
+    }
+
     #[test]
     fn ibans_are_checked_and_masked() {
         let iban = Iban::parse("de89 3704 0044 0532 0130 00").unwrap();
@@ -306,7 +412,7 @@ mod tests {
 
     #[test]
     fn one_item_per_participant_with_the_sum_of_their_rewards() {
-        let plan = plan_batch(&[cand(1, 100), cand(2, 50), cand(1, 25)], None, None).unwrap();
+        let plan = plan_batch(&[cand(1, 100), cand(2, 50), cand(1, 25)], &[], BatchScope::Chosen).unwrap();
         assert_eq!(plan.method, PayoutMethod::BankTransfer);
         assert_eq!(plan.total, Money::new(175, usd()));
         assert_eq!(plan.items.len(), 2);
@@ -316,44 +422,121 @@ mod tests {
 
     #[test]
     fn a_minimum_leaves_out_small_items() {
-        let plan = plan_batch(&[cand(1, 100), cand(2, 50), cand(1, 25)], None, Some(100)).unwrap();
+        let plan = plan_batch(&[cand(1, 100), cand(2, 50), cand(1, 25)], &[], by_bank(Some(100))).unwrap();
         assert_eq!(plan.items.len(), 1);
         assert_eq!(plan.total.amount_minor, 125);
-        assert_eq!(plan_batch(&[cand(2, 50)], None, Some(100)), Err(BatchRefusal::Empty));
-        assert_eq!(plan_batch(&[], None, None), Err(BatchRefusal::Empty));
+        assert_eq!(plan_batch(&[cand(2, 50)], &[], by_bank(Some(100))), Err(BatchRefusal::Empty));
+        assert_eq!(plan_batch(&[], &[], BatchScope::Chosen), Err(BatchRefusal::Empty));
     }
 
     #[test]
     fn refusals_name_the_offending_candidate() {
         let mut pending = cand(1, 10);
         pending.approved = false;
-        assert_eq!(plan_batch(&[cand(1, 1), pending], None, None), Err(BatchRefusal::NotApproved { index: 1 }));
+        assert_eq!(
+            plan_batch(&[cand(1, 1), pending], &[], BatchScope::Chosen),
+            Err(BatchRefusal::NotApproved { index: 1 })
+        );
         let mut credit = cand(1, 10);
         credit.cash = false;
-        assert_eq!(plan_batch(&[credit], None, None), Err(BatchRefusal::NotCash { index: 0 }));
+        assert_eq!(plan_batch(&[credit], &[], BatchScope::Chosen), Err(BatchRefusal::NotCash { index: 0 }));
         let mut referee = cand(1, 10);
         referee.participant = None;
-        assert_eq!(plan_batch(&[referee], None, None), Err(BatchRefusal::NoPayee { index: 0 }));
+        assert_eq!(plan_batch(&[referee], &[], BatchScope::Chosen), Err(BatchRefusal::NoPayee { index: 0 }));
         let mut nowhere = cand(1, 10);
         nowhere.method = None;
-        assert_eq!(plan_batch(&[nowhere], None, None), Err(BatchRefusal::NoPayoutDetails { index: 0 }));
+        assert_eq!(plan_batch(&[nowhere], &[], BatchScope::Chosen), Err(BatchRefusal::NoPayoutDetails { index: 0 }));
         let mut paypal = cand(2, 10);
         paypal.method = Some(PayoutMethod::Paypal);
-        let refused = plan_batch(&[cand(1, 1), paypal], None, None).unwrap_err();
+        let refused = plan_batch(&[cand(1, 1), paypal], &[], BatchScope::Chosen).unwrap_err();
         assert_eq!((refused.code(), refused.index()), ("mixed_methods", Some(1)));
         let mut euro = cand(1, 10);
         euro.amount = Money::new(10, Currency::parse("EUR").unwrap());
-        let refused = plan_batch(&[cand(1, 1), euro.clone()], None, None).unwrap_err();
+        let refused = plan_batch(&[cand(1, 1), euro.clone()], &[], BatchScope::Chosen).unwrap_err();
         assert_eq!((refused.code(), refused.index()), ("mixed_currencies", Some(1)));
-        let refused = plan_batch(&[euro], Some((PayoutMethod::BankTransfer, usd())), None).unwrap_err();
+        let refused = plan_batch(&[euro], &[], by_bank(None)).unwrap_err();
         assert_eq!(refused.code(), "mixed_currencies");
     }
 
     #[test]
     fn overflowing_sums_are_refused() {
-        let refused = plan_batch(&[cand(1, i64::MAX), cand(1, 1)], None, None).unwrap_err();
+        let refused = plan_batch(&[cand(1, i64::MAX), cand(1, 1)], &[], BatchScope::Chosen).unwrap_err();
         assert_eq!(refused, BatchRefusal::Overflow { index: 1 });
-        let refused = plan_batch(&[cand(1, i64::MAX), cand(2, 1)], None, None).unwrap_err();
+        let refused = plan_batch(&[cand(1, i64::MAX), cand(2, 1)], &[], BatchScope::Chosen).unwrap_err();
         assert_eq!(refused, BatchRefusal::Overflow { index: 1 });
+    }
+
+    #[test]
+    fn an_item_pays_its_rewards_and_the_payees_entries_net() {
+        let entries = [
+            adj(1, 500, AdjustedReward::Paid),
+            adj(1, 40, AdjustedReward::Candidate(0)),
+            adj(2, -30, AdjustedReward::Paid),
+        ];
+        let plan = plan_batch(&[cand(1, 100), cand(2, 50)], &entries, BatchScope::Chosen).unwrap();
+        assert_eq!(plan.total.amount_minor, 640 + 20);
+        assert_eq!((plan.items[0].amount.amount_minor, plan.items[0].adjustments.clone()), (640, vec![0, 1]));
+        assert_eq!((plan.items[1].amount.amount_minor, plan.items[1].adjustments.clone()), (20, vec![2]));
+    }
+
+    #[test]
+    fn an_entry_of_a_reward_not_in_the_batch_waits_for_it() {
+        let entries = [adj(1, 500, AdjustedReward::NotInBatch), adj(1, 7, AdjustedReward::Candidate(3))];
+        let plan = plan_batch(&[cand(1, 100)], &entries, by_bank(None)).unwrap();
+        assert_eq!((plan.total.amount_minor, plan.items[0].adjustments.clone()), (100, vec![]));
+    }
+
+    #[test]
+    fn entries_in_another_currency_are_left_for_a_batch_in_theirs() {
+        let mut euro = adj(1, 500, AdjustedReward::Paid);
+        euro.amount = Money::new(500, Currency::parse("EUR").unwrap());
+        let plan = plan_batch(&[cand(1, 100)], &[euro], BatchScope::Chosen).unwrap();
+        assert_eq!(plan.total.amount_minor, 100);
+        assert!(plan.items[0].adjustments.is_empty());
+    }
+
+    #[test]
+    fn by_method_a_payee_owed_only_entries_is_paid_and_one_owing_is_carried() {
+        let entries =
+            [adj(2, 300, AdjustedReward::Paid), adj(3, -300, AdjustedReward::Paid), adj(1, -100, AdjustedReward::Paid)];
+        let plan = plan_batch(&[cand(1, 100), cand(3, 200)], &entries, by_bank(None)).unwrap();
+        let paid: Vec<(u128, i64)> =
+            plan.items.iter().map(|i| (i.participant.0.as_u128(), i.amount.amount_minor)).collect();
+        assert_eq!(paid, vec![(2, 300)], "1 nets to zero, 3 owes 100: both wait");
+        assert_eq!(plan.items[0].rewards, Vec::<usize>::new());
+        assert_eq!(plan.total.amount_minor, 300);
+        // Only debts: nothing to pay at all.
+        assert_eq!(plan_batch(&[], &[adj(3, -300, AdjustedReward::Paid)], by_bank(None)), Err(BatchRefusal::Empty));
+    }
+
+    #[test]
+    fn the_minimum_applies_to_the_net() {
+        let entries = [adj(1, -60, AdjustedReward::Paid), adj(2, 60, AdjustedReward::Paid)];
+        let plan = plan_batch(&[cand(1, 100), cand(2, 50)], &entries, by_bank(Some(100))).unwrap();
+        assert_eq!(plan.items.len(), 1);
+        assert_eq!((plan.items[0].participant.0.as_u128(), plan.items[0].amount.amount_minor), (2, 110));
+    }
+
+    #[test]
+    fn chosen_rewards_of_a_payee_whose_net_is_not_positive_are_refused() {
+        let entries = [adj(2, -200, AdjustedReward::Paid)];
+        let refused = plan_batch(&[cand(1, 100), cand(2, 50), cand(2, 150)], &entries, BatchScope::Chosen).unwrap_err();
+        assert_eq!(
+            refused,
+            BatchRefusal::NetNotPositive { index: 1, participant: ParticipantId(uuid::Uuid::from_u128(2)), net: 0 }
+        );
+        assert_eq!((refused.code(), refused.index()), ("net_not_positive", Some(1)));
+        assert!(refused.to_string().contains(&uuid::Uuid::from_u128(2).to_string()), "{refused}");
+    }
+
+    #[test]
+    fn overflowing_entries_are_refused() {
+        let entries = [adj(1, i64::MAX, AdjustedReward::Paid)];
+        let refused = plan_batch(&[cand(1, 1)], &entries, BatchScope::Chosen).unwrap_err();
+        assert_eq!(refused, BatchRefusal::PayeeOverflow { participant: ParticipantId(uuid::Uuid::from_u128(1)) });
+        assert_eq!(refused.code(), "amount_overflow");
+        let entries = [adj(1, i64::MAX, AdjustedReward::Paid), adj(2, 1, AdjustedReward::Paid)];
+        let refused = plan_batch(&[], &entries, by_bank(None)).unwrap_err();
+        assert_eq!(refused, BatchRefusal::PayeeOverflow { participant: ParticipantId(uuid::Uuid::from_u128(2)) });
     }
 }

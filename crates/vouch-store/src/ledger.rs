@@ -82,6 +82,9 @@ pub struct AdjustmentRecord {
     pub explanation: String,
     pub actor: String,
     pub at: Timestamp,
+    /// The paid payout item that settled the entry (paid it, or took it back),
+    /// if one has.
+    pub settled_in: Option<Uuid>,
 }
 
 /// One status change of a reward.
@@ -100,8 +103,10 @@ pub struct RewardBalance {
     pub currency: Currency,
     pub pending: Money,
     pub approved: Money,
+    /// Paid rewards and the adjustment entries settled by paid payout items.
     pub paid: Money,
-    /// Re-pricing and clawback entries of rewards that are not voided.
+    /// Re-pricing and clawback entries of rewards that are not voided, not
+    /// settled yet (still owed to, or by, the beneficiary).
     pub adjustments: Money,
 }
 
@@ -186,7 +191,9 @@ pub(crate) const INSERT_LEDGER_EVENT: &str =
     "INSERT INTO reward_events (id, reward_id, status_from, status_to, actor, reason, at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-const SELECT_ADJUSTMENTS: &str = "SELECT id, reward_id, amount_minor, currency, kind, cause, explanation, actor, at
+const SELECT_ADJUSTMENTS: &str = "SELECT id, reward_id, amount_minor, currency, kind, cause, explanation, actor, at,
+        (SELECT l.item_id FROM payout_item_adjustments l
+         WHERE l.adjustment_id = reward_adjustments.id AND l.state <> 'failed' AND l.state = 'paid') AS settled_in
      FROM reward_adjustments";
 
 /// Whether this transaction runs on Postgres, where rows are locked explicitly.
@@ -397,7 +404,7 @@ pub(crate) fn stored_status(s: LedgerStatus) -> &'static str {
     }
 }
 
-type AdjustmentRow = (Uuid, Uuid, i64, String, String, String, String, String, i64);
+type AdjustmentRow = (Uuid, Uuid, i64, String, String, String, String, String, i64, Option<Uuid>);
 
 /// status_from, status_to, actor, reason, at
 type EventRow = (Option<String>, String, String, Option<String>, i64);
@@ -406,7 +413,7 @@ type EventRow = (Option<String>, String, String, Option<String>, i64);
 type StatusSum = (String, String, i64);
 
 fn adjustment(r: AdjustmentRow) -> Result<AdjustmentRecord> {
-    let (id, reward_id, amount_minor, currency, kind, cause, explanation, actor, at) = r;
+    let (id, reward_id, amount_minor, currency, kind, cause, explanation, actor, at, settled_in) = r;
     let currency = Currency::parse(&currency).map_err(|_| StoreError::Corrupt(format!("adjustment {id}: currency")))?;
     Ok(AdjustmentRecord {
         id,
@@ -417,6 +424,7 @@ fn adjustment(r: AdjustmentRow) -> Result<AdjustmentRecord> {
         explanation,
         actor,
         at: timestamp(at)?,
+        settled_in,
     })
 }
 
@@ -751,9 +759,12 @@ impl Store {
     }
 
     /// A beneficiary's pending, approved and paid rewards and their adjustments,
-    /// per currency (ordered by code), summed from the entries.
+    /// per currency (ordered by code), summed from the entries. An adjustment
+    /// entry settled by a paid payout item counts as paid (even if its reward
+    /// was returned and voided since: the money moved); one not settled counts
+    /// as an adjustment while its reward is not voided.
     pub async fn reward_balance(&self, participant: ParticipantId) -> Result<Vec<RewardBalance>> {
-        let (by_status, adjusted): (Vec<StatusSum>, Vec<(String, i64)>) = on_read!(self, p => {
+        let (by_status, adjusted): (Vec<StatusSum>, Vec<StatusSum>) = on_read!(self, p => {
             let by_status = sqlx::query_as(
                 "SELECT currency, status, CAST(SUM(amount_minor) AS BIGINT) FROM rewards
                  WHERE participant_id = $1 AND status <> 'voided' GROUP BY currency, status",
@@ -762,9 +773,17 @@ impl Store {
             .fetch_all(p)
             .await?;
             let adjusted = sqlx::query_as(
-                "SELECT a.currency, CAST(SUM(a.amount_minor) AS BIGINT) FROM reward_adjustments a
-                 JOIN rewards r ON r.id = a.reward_id
-                 WHERE r.participant_id = $1 AND r.status <> 'voided' GROUP BY a.currency",
+                "SELECT currency, settled, CAST(SUM(amount_minor) AS BIGINT) FROM (
+                     SELECT a.currency, a.amount_minor,
+                            CASE WHEN l.adjustment_id IS NOT NULL THEN 'paid' ELSE 'open' END AS settled,
+                            r.status
+                     FROM reward_adjustments a JOIN rewards r ON r.id = a.reward_id
+                          LEFT JOIN payout_item_adjustments l
+                            ON l.adjustment_id = a.id AND l.state <> 'failed' AND l.state = 'paid'
+                     WHERE r.participant_id = $1
+                 ) t
+                 WHERE settled = 'paid' OR status <> 'voided'
+                 GROUP BY currency, settled",
             )
             .bind(participant.0)
             .fetch_all(p)
@@ -785,8 +804,9 @@ impl Store {
         for (code, status, sum) in &by_status {
             placed.push((entry(code)?, Some(status.as_str()), *sum));
         }
-        for (code, sum) in &adjusted {
-            placed.push((entry(code)?, None, *sum));
+        for (code, settled, sum) in &adjusted {
+            let status = (settled == "paid").then_some(RewardStatus::Paid.as_str());
+            placed.push((entry(code)?, status, *sum));
         }
         let overflow = |_| StoreError::Corrupt("a balance overflows".into());
         for (i, status, sum) in placed {

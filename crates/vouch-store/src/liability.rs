@@ -45,11 +45,14 @@ pub struct LiabilityReport {
     pub totals: Vec<LiabilityLine>,
 }
 
-/// program_id, kind, status, amount_minor, currency, release_at, sum of adjustments.
+/// program_id, kind, status, amount_minor, currency, release_at, sum of the
+/// adjustments not yet settled by a paid payout item.
 type OwedRow = (Uuid, String, String, i64, String, Option<i64>, i64);
 
 const SELECT_OWED: &str = "SELECT r.program_id, r.kind, r.status, r.amount_minor, r.currency, r.release_at,
-        CAST(COALESCE((SELECT SUM(a.amount_minor) FROM reward_adjustments a WHERE a.reward_id = r.id), 0) AS BIGINT)
+        CAST(COALESCE((SELECT SUM(a.amount_minor) FROM reward_adjustments a WHERE a.reward_id = r.id
+            AND NOT EXISTS (SELECT 1 FROM payout_item_adjustments l
+                            WHERE l.adjustment_id = a.id AND l.state <> 'failed' AND l.state = 'paid')), 0) AS BIGINT)
      FROM rewards r
      WHERE r.status IN ('pending', 'approved', 'paid')";
 

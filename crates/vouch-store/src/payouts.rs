@@ -6,6 +6,11 @@
 //! table's partial unique index keeps it in at most one open (or paid) batch,
 //! whatever two finance users do at once. Every status change writes a
 //! `reward_events` row in the same transaction.
+//!
+//! An item also settles its payee's unsettled adjustment entries of cash
+//! rewards (re-prices and clawbacks, `payout_item_adjustments`), so it pays
+//! the net; the same kind of index keeps an entry in at most one open or paid
+//! item (decision 0013).
 
 use std::collections::HashMap;
 
@@ -13,7 +18,8 @@ use jiff::Timestamp;
 use serde_json::json;
 use uuid::Uuid;
 use vouch_domain::payout::{
-    BatchCandidate, BatchRefusal, Iban, PayoutDetails, PayoutMethod, PlannedBatch, mask_email, plan_batch,
+    AdjustedReward, BatchAdjustment, BatchCandidate, BatchRefusal, BatchScope, Iban, PayoutDetails, PayoutMethod,
+    PlannedBatch, mask_email, plan_batch,
 };
 use vouch_domain::{Currency, Email, Money, ParticipantId, ReferralId};
 
@@ -53,8 +59,9 @@ pub enum PayoutSelection {
     /// These rewards, all of them payable together.
     Rewards(Vec<Uuid>),
     /// Every approved cash reward of participants paid by `method`, in
-    /// `currency`, not yet in a batch; participants owed less than `min_amount`
-    /// (minor units) are left for a later batch.
+    /// `currency`, not yet in a batch, with their unsettled adjustment entries;
+    /// participants owed less than `min_amount` (minor units), net, or nothing
+    /// are left for a later batch.
     Method { method: PayoutMethod, currency: Currency, min_amount: Option<i64> },
 }
 
@@ -67,6 +74,9 @@ pub enum CreatePayoutError {
     Duplicate { index: usize },
     #[error("the reward is already in the open payout batch {batch}")]
     InOpenBatch { index: usize, batch: Uuid },
+    /// Another batch made at the same moment took one of the payees' entries.
+    #[error("an adjustment entry of these payees was just put in another open payout batch")]
+    AdjustmentInOpenBatch,
     /// The index is among the chosen ids, or (by method) among the candidates.
     #[error(transparent)]
     Refused(BatchRefusal),
@@ -126,6 +136,10 @@ pub struct PayoutItemRecord {
     pub status: String,
     pub failure_reason: Option<String>,
     pub reward_ids: Vec<Uuid>,
+    /// The adjustment entries the item settles; `amount` counts them.
+    pub adjustment_ids: Vec<Uuid>,
+    /// The sum of those entries (negative when they take back more than they add).
+    pub adjustments: Money,
 }
 
 impl PayoutItemRecord {
@@ -177,8 +191,11 @@ pub struct PayeeTotal {
     pub participant_id: ParticipantId,
     pub name: String,
     pub email: String,
+    /// The rewards and the adjustment entries settled in the year, net.
     pub paid: Money,
     pub rewards: u32,
+    /// How many adjustment entries `paid` counts.
+    pub adjustments: u32,
 }
 
 pub(crate) fn details_json(d: &PayoutDetails) -> String {
@@ -253,6 +270,40 @@ const LOCK_BY_METHOD_PG: &str = "SELECT r.id, r.participant_id, r.kind, r.status
                        WHERE l.reward_id = r.id AND l.state <> 'failed' AND l.state = 'open')
      FOR UPDATE OF r";
 
+/// adjustment id, participant_id, amount_minor, reward id, reward status
+type AdjustmentRow = (Uuid, Uuid, i64, Uuid, String);
+
+/// Unsettled adjustment entries in `$1` of cash rewards, not voided, of payees
+/// paid by `$2`: one read for the whole batch, through the partial index of
+/// unsettled entries (`$hint` names it to SQLite; `$lock` locks them on
+/// Postgres, so a batch made at the same moment waits and then skips them).
+macro_rules! unsettled_adjustments {
+    ($hint:literal, $lock:literal) => {
+        concat!(
+            "SELECT a.id, r.participant_id, a.amount_minor, r.id, r.status FROM reward_adjustments a ",
+            $hint,
+            " JOIN rewards r ON r.id = a.reward_id
+                  JOIN payout_details d ON d.participant_id = r.participant_id
+             WHERE a.payout_item_id IS NULL AND a.currency = $1 AND d.method = $2
+               AND r.kind = 'cash' AND r.status IN ('approved', 'paid')
+             ORDER BY a.id",
+            $lock
+        )
+    };
+}
+const UNSETTLED_SQLITE: &str = unsettled_adjustments!("INDEXED BY reward_adjustments_unsettled", "");
+const UNSETTLED_PG: &str = unsettled_adjustments!("", " FOR UPDATE OF a");
+
+/// An entry as batching sees it: its reward paid, batched here, or elsewhere.
+fn batch_adjustment(row: &AdjustmentRow, currency: Currency, batched: &HashMap<Uuid, usize>) -> BatchAdjustment {
+    let reward = if row.4 == RewardStatus::Paid.as_str() {
+        AdjustedReward::Paid
+    } else {
+        batched.get(&row.3).map_or(AdjustedReward::NotInBatch, |&i| AdjustedReward::Candidate(i))
+    };
+    BatchAdjustment { participant: ParticipantId(row.1), amount: Money::new(row.2, currency), reward }
+}
+
 fn candidate(row: &CandidateRow) -> Result<BatchCandidate> {
     Ok(BatchCandidate {
         participant: row.1.map(ParticipantId),
@@ -295,8 +346,16 @@ const SELECT_ITEMS: &str = "SELECT i.id, i.participant_id, p.name, p.email, i.de
         i.amount_minor, i.status, i.failure_reason
      FROM payout_items i JOIN participants p ON p.id = i.participant_id WHERE i.batch_id = $1 ORDER BY i.id";
 const SELECT_LINKS: &str = "SELECT item_id, reward_id FROM payout_item_rewards WHERE batch_id = $1 ORDER BY reward_id";
+const SELECT_ADJUSTMENT_LINKS: &str = "SELECT l.item_id, l.adjustment_id, l.amount_minor
+     FROM payout_item_adjustments l JOIN payout_items i ON i.id = l.item_id
+     WHERE i.batch_id = $1 ORDER BY l.adjustment_id";
 
-fn payout_record(batch: BatchRow, items: Vec<ItemRow>, links: Vec<(Uuid, Uuid)>) -> Result<PayoutRecord> {
+fn payout_record(
+    batch: BatchRow,
+    items: Vec<ItemRow>,
+    links: Vec<(Uuid, Uuid)>,
+    adjustment_links: Vec<(Uuid, Uuid, i64)>,
+) -> Result<PayoutRecord> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("payout {}: {what}", batch.id));
     let currency = currency(&batch.currency)?;
     let mut total = Money::new(0, currency);
@@ -305,13 +364,22 @@ fn payout_record(batch: BatchRow, items: Vec<ItemRow>, links: Vec<(Uuid, Uuid)>)
     for (item, reward) in links {
         by_item.entry(item).or_default().push(reward);
     }
+    let mut adjusted: HashMap<Uuid, (Vec<Uuid>, Money)> = HashMap::new();
+    for (item, adjustment, amount) in adjustment_links {
+        let (ids, sum) = adjusted.entry(item).or_insert_with(|| (Vec::new(), Money::new(0, currency)));
+        ids.push(adjustment);
+        *sum = sum.checked_add(Money::new(amount, currency)).map_err(|_| corrupt("adjustments overflow"))?;
+    }
     for i in items {
         let amount = Money::new(i.amount_minor, currency);
         if i.status != "failed" {
             total = total.checked_add(amount).map_err(|_| corrupt("total overflows"))?;
         }
+        let (adjustment_ids, adjustments) = adjusted.remove(&i.id).unwrap_or((Vec::new(), Money::new(0, currency)));
         out.push(PayoutItemRecord {
             reward_ids: by_item.remove(&i.id).unwrap_or_default(),
+            adjustment_ids,
+            adjustments,
             id: i.id,
             participant_id: ParticipantId(i.participant_id),
             payee_name: i.name,
@@ -348,7 +416,9 @@ macro_rules! read_payout {
             let Some(batch) = batch else { return Ok::<_, StoreError>(None) };
             let items: Vec<ItemRow> = sqlx::query_as(SELECT_ITEMS).bind(id).fetch_all(&mut *$exec).await?;
             let links: Vec<(Uuid, Uuid)> = sqlx::query_as(SELECT_LINKS).bind(id).fetch_all(&mut *$exec).await?;
-            payout_record(batch, items, links).map(Some)
+            let adjustment_links: Vec<(Uuid, Uuid, i64)> =
+                sqlx::query_as(SELECT_ADJUSTMENT_LINKS).bind(id).fetch_all(&mut *$exec).await?;
+            payout_record(batch, items, links, adjustment_links).map(Some)
         }
     };
 }
@@ -460,6 +530,71 @@ impl InsertLinks for sqlx::SqliteConnection {
     }
 }
 
+/// One adjustment entry of a new batch: its item.
+struct AdjustmentLink {
+    item_id: Uuid,
+    adjustment_id: Uuid,
+    amount_minor: i64,
+}
+
+/// Writes a new batch's links to the adjustment entries it settles, and marks
+/// each entry with its item (the queue marker of `reward_adjustments_unsettled`).
+trait LinkAdjustments {
+    async fn link_adjustments(&mut self, links: &[AdjustmentLink]) -> sqlx::Result<()>;
+}
+
+impl LinkAdjustments for sqlx::PgConnection {
+    /// One statement over arrays, as for the rewards.
+    async fn link_adjustments(&mut self, links: &[AdjustmentLink]) -> sqlx::Result<()> {
+        let items: Vec<Uuid> = links.iter().map(|l| l.item_id).collect();
+        let adjustments: Vec<Uuid> = links.iter().map(|l| l.adjustment_id).collect();
+        let amounts: Vec<i64> = links.iter().map(|l| l.amount_minor).collect();
+        sqlx::query(
+            "WITH linked AS (
+                 INSERT INTO payout_item_adjustments (item_id, adjustment_id, amount_minor, state)
+                 SELECT item_id, adjustment_id, amount_minor, 'open'
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[]) AS l (item_id, adjustment_id, amount_minor)
+                 RETURNING item_id, adjustment_id)
+             UPDATE reward_adjustments a SET payout_item_id = linked.item_id
+             FROM linked WHERE a.id = linked.adjustment_id",
+        )
+        .bind(items)
+        .bind(adjustments)
+        .bind(amounts)
+        .execute(self)
+        .await
+        .map(|_| ())
+    }
+}
+
+impl LinkAdjustments for sqlx::SqliteConnection {
+    /// Multi-row statements, CHUNK rows each, then one update of the markers.
+    async fn link_adjustments(&mut self, links: &[AdjustmentLink]) -> sqlx::Result<()> {
+        for chunk in links.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO payout_item_adjustments (item_id, adjustment_id, amount_minor, state) ",
+            );
+            q.push_values(chunk, |mut row, l| {
+                row.push_bind(l.item_id).push_bind(l.adjustment_id).push_bind(l.amount_minor).push_bind("open");
+            });
+            q.build().execute(&mut *self).await?;
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE reward_adjustments SET payout_item_id = (
+                     SELECT l.item_id FROM payout_item_adjustments l
+                     WHERE l.adjustment_id = reward_adjustments.id AND l.state <> 'failed')
+                 WHERE id IN (",
+            );
+            let mut ids = q.separated(", ");
+            for l in chunk {
+                ids.push_bind(l.adjustment_id);
+            }
+            q.push(")");
+            q.build().execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Sets (or replaces) where a participant is paid.
     pub async fn set_payout_details(
@@ -511,7 +646,7 @@ impl Store {
         let batch_id = Uuid::now_v7();
         on_write!(self, p => {
             let mut tx = p.begin_with(begin_statement(p)).await?;
-            let (rows, plan): (Vec<CandidateRow>, PlannedBatch) = match selection {
+            let (rows, scope): (Vec<CandidateRow>, BatchScope) = match selection {
                 PayoutSelection::Rewards(ids) => {
                     let mut rows = Vec::with_capacity(ids.len());
                     for (index, id) in ids.iter().enumerate() {
@@ -528,9 +663,7 @@ impl Store {
                         }
                         rows.push(row);
                     }
-                    let candidates = rows.iter().map(candidate).collect::<Result<Vec<_>>>()?;
-                    let plan = plan_batch(&candidates, None, None).map_err(CreatePayoutError::Refused)?;
-                    (rows, plan)
+                    (rows, BatchScope::Chosen)
                 }
                 PayoutSelection::Method { method, currency, min_amount } => {
                     let select =
@@ -541,12 +674,36 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?;
                     rows.sort_by_key(|r| r.0);
-                    let candidates = rows.iter().map(candidate).collect::<Result<Vec<_>>>()?;
-                    let plan = plan_batch(&candidates, Some((*method, *currency)), *min_amount)
-                        .map_err(CreatePayoutError::Refused)?;
-                    (rows, plan)
+                    (rows, BatchScope::ByMethod { method: *method, currency: *currency, min_amount: *min_amount })
                 }
             };
+            // The payees' unsettled entries in the batch's method and currency
+            // (the first chosen reward's: others are refused anyway).
+            let shape = match (scope, rows.first()) {
+                (BatchScope::ByMethod { method, currency, .. }, _) => Some((method, currency)),
+                (BatchScope::Chosen, Some(first)) => match first.6.as_deref().and_then(PayoutMethod::parse) {
+                    Some(method) => Some((method, currency(&first.5)?)),
+                    None => None,
+                },
+                (BatchScope::Chosen, None) => None,
+            };
+            let (adjustment_rows, adjustments): (Vec<AdjustmentRow>, Vec<BatchAdjustment>) = match shape {
+                Some((method, code)) => {
+                    let select = if crate::ledger::is_postgres(&tx) { UNSETTLED_PG } else { UNSETTLED_SQLITE };
+                    let found: Vec<AdjustmentRow> = sqlx::query_as(select)
+                        .bind(code.code())
+                        .bind(method.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let batched: HashMap<Uuid, usize> = rows.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+                    let planned = found.iter().map(|r| batch_adjustment(r, code, &batched)).collect();
+                    (found, planned)
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let candidates = rows.iter().map(candidate).collect::<Result<Vec<_>>>()?;
+            let plan: PlannedBatch =
+                plan_batch(&candidates, &adjustments, scope).map_err(CreatePayoutError::Refused)?;
             sqlx::query(
                 "INSERT INTO payout_batches (id, method, currency, status, created_by, created_at)
                  VALUES ($1, $2, $3, 'open', $4, $5)",
@@ -611,6 +768,25 @@ impl Store {
                     other => other.into(),
                 });
             }
+            let adjustment_links: Vec<AdjustmentLink> = plan
+                .items
+                .iter()
+                .zip(&item_ids)
+                .flat_map(|(item, id)| item.adjustments.iter().map(move |&index| (*id, index)))
+                .map(|(item_id, index)| AdjustmentLink {
+                    item_id,
+                    adjustment_id: adjustment_rows[index].0,
+                    amount_minor: adjustment_rows[index].2,
+                })
+                .collect();
+            if !adjustment_links.is_empty()
+                && let Err(e) = tx.link_adjustments(&adjustment_links).await
+            {
+                return Err(match StoreError::classify(e) {
+                    c if c.is_conflict_on("payout_item_adjustments") => CreatePayoutError::AdjustmentInOpenBatch,
+                    other => other.into(),
+                });
+            }
             let record = read_payout!(tx, batch_id).await?.ok_or(StoreError::NotFound)?;
             tx.commit().await?;
             Ok(record)
@@ -625,8 +801,9 @@ impl Store {
         })
     }
 
-    /// Marks a batch paid: its open items and their rewards become `paid`. A
-    /// batch already paid is answered as it is, changing nothing.
+    /// Marks a batch paid: its open items and their rewards become `paid`, and
+    /// their adjustment entries settled. A batch already paid is answered as it
+    /// is, changing nothing.
     pub async fn mark_payout_paid(
         &self,
         id: Uuid,
@@ -699,6 +876,14 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                // The entries are settled now; their markers already name the item.
+                sqlx::query(
+                    "UPDATE payout_item_adjustments SET state = 'paid'
+                     WHERE state = 'open' AND item_id IN (SELECT id FROM payout_items WHERE batch_id = $1 AND status = 'open')",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("UPDATE payout_items SET status = 'paid' WHERE batch_id = $1 AND status = 'open'")
                     .bind(id)
                     .execute(&mut *tx)
@@ -711,8 +896,9 @@ impl Store {
     }
 
     /// Marks one item failed (or returned, after the batch was paid): its
-    /// rewards leave the batch and are `approved` again, to be batched anew. An
-    /// item already failed is answered as it is.
+    /// rewards leave the batch and are `approved` again, and its adjustment
+    /// entries are unsettled again, to be batched anew. An item already failed
+    /// is answered as it is.
     pub async fn fail_payout_item(
         &self,
         batch: Uuid,
@@ -763,6 +949,19 @@ impl Store {
                     }
                 }
                 sqlx::query("UPDATE payout_item_rewards SET state = 'failed' WHERE item_id = $1")
+                    .bind(item)
+                    .execute(&mut *tx)
+                    .await?;
+                // Its entries are unsettled again: owed (or owing) in a later batch.
+                sqlx::query(
+                    "UPDATE reward_adjustments SET payout_item_id = NULL
+                     WHERE id IN (SELECT adjustment_id FROM payout_item_adjustments WHERE item_id = $1)
+                       AND payout_item_id = $1",
+                )
+                .bind(item)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE payout_item_adjustments SET state = 'failed' WHERE item_id = $1")
                     .bind(item)
                     .execute(&mut *tx)
                     .await?;
@@ -996,7 +1195,8 @@ impl Store {
     }
 
     /// Each payee's rewards paid in `year` (by the UTC date of the payment),
-    /// per currency, by name.
+    /// with the adjustment entries settled in it (by the date their batch was
+    /// paid), per currency, by name.
     pub async fn payee_totals(&self, year: i16) -> Result<Vec<PayeeTotal>> {
         let utc_new_year = |y: i16| -> Result<Timestamp> {
             let day = jiff::civil::Date::new(y, 1, 1).map_err(|e| StoreError::Corrupt(format!("year {y}: {e}")))?;
@@ -1006,31 +1206,43 @@ impl Store {
             Ok(zoned.timestamp())
         };
         let (start, end) = (utc_new_year(year)?, utc_new_year(year.saturating_add(1))?);
-        let rows: Vec<(Uuid, String, String, String, i64)> = on_read!(self, p => sqlx::query_as(
-            "SELECT r.participant_id, p.name, p.email, r.currency, r.amount_minor
-             FROM rewards r JOIN participants p ON p.id = r.participant_id
-             WHERE r.status = 'paid'
-               AND (SELECT MAX(e.at) FROM reward_events e WHERE e.reward_id = r.id AND e.status_to = 'paid') >= $1
-               AND (SELECT MAX(e.at) FROM reward_events e WHERE e.reward_id = r.id AND e.status_to = 'paid') < $2
-             ORDER BY p.name, r.participant_id, r.currency"
+        // participant, name, email, currency, amount, `reward` or `adjustment`
+        let rows: Vec<(Uuid, String, String, String, i64, String)> = on_read!(self, p => sqlx::query_as(
+            "SELECT participant_id, name, email, currency, amount_minor, entry FROM (
+                 SELECT r.participant_id, p.name, p.email, r.currency, r.amount_minor, 'reward' AS entry
+                 FROM rewards r JOIN participants p ON p.id = r.participant_id
+                 WHERE r.status = 'paid'
+                   AND (SELECT MAX(e.at) FROM reward_events e WHERE e.reward_id = r.id AND e.status_to = 'paid') >= $1
+                   AND (SELECT MAX(e.at) FROM reward_events e WHERE e.reward_id = r.id AND e.status_to = 'paid') < $2
+                 UNION ALL
+                 SELECT i.participant_id, p.name, p.email, b.currency, l.amount_minor, 'adjustment'
+                 FROM payout_batches b JOIN payout_items i ON i.batch_id = b.id
+                      JOIN payout_item_adjustments l ON l.item_id = i.id
+                      JOIN participants p ON p.id = i.participant_id
+                 WHERE b.status = 'paid' AND b.paid_at >= $1 AND b.paid_at < $2 AND l.state = 'paid'
+             ) t
+             ORDER BY name, participant_id, currency"
         ).bind(micros(start)).bind(micros(end)).fetch_all(p).await?);
         let mut out: Vec<PayeeTotal> = Vec::new();
-        for (participant, name, email, code, amount) in rows {
+        for (participant, name, email, code, amount, entry) in rows {
             let amount = Money::new(amount, currency(&code)?);
+            let (rewards, adjustments) = if entry == "reward" { (1, 0) } else { (0, 1) };
             match out.last_mut() {
                 Some(t) if t.participant_id.0 == participant && t.paid.currency == amount.currency => {
                     t.paid = t
                         .paid
                         .checked_add(amount)
                         .map_err(|_| StoreError::Corrupt(format!("paid total of {participant} overflows")))?;
-                    t.rewards += 1;
+                    t.rewards += rewards;
+                    t.adjustments += adjustments;
                 }
                 _ => out.push(PayeeTotal {
                     participant_id: ParticipantId(participant),
                     name,
                     email,
                     paid: amount,
-                    rewards: 1,
+                    rewards,
+                    adjustments,
                 }),
             }
         }

@@ -446,7 +446,7 @@ async fn a_void_racing_an_award_for_the_same_referrer_ends_as_either_order_would
             let code = referrer(&store, &p, &format!("r{round}@race-{round}.example"), &format!("RACE-{round}")).await;
             let voided = won_referral(&store, &p, &code, "2026-03-01", Some(31)).await;
             let voided = reward_of(&store, voided).await;
-            assert_eq!(voided.amount.amount_minor, 31 * 100_00, "{e}");
+            assert_eq!(voided.amount.amount_minor, 310_000, "{e}");
             let prospect = format!("p{round}@late-{}.example", Uuid::now_v7().simple());
             let later = create(&store, &p, &code, &prospect).await;
             let mut won = fact(&p, later.id, FactKind::Won, "2026-04-01T15:00:00Z");
@@ -459,7 +459,7 @@ async fn a_void_racing_an_award_for_the_same_referrer_ends_as_either_order_would
             award.unwrap_or_else(|err| panic!("{e} round {round}: award: {err:?}"));
             assert_eq!(reward_of(&store, voided.referral_id).await.status, RewardStatus::Voided, "{e}");
             let priced = reward_of(&store, later.id).await;
-            assert_eq!(priced.amount.amount_minor, 10 * 100_00, "{e} round {round}: {}", priced.explanation);
+            assert_eq!(priced.amount.amount_minor, 100_000, "{e} round {round}: {}", priced.explanation);
             assert!(priced.explanation.contains("no technicians in your year"), "{e}: {}", priced.explanation);
         }
         one.close().await;

@@ -10,7 +10,8 @@
 //! payment. The ledger must keep its invariants throughout:
 //!
 //! 1. at most one reward per (referral, rule, beneficiary, occurrence);
-//! 2. the paid total of rewards equals the sum of paid payout items;
+//! 2. the paid total of rewards, plus the adjustment entries that paid payout
+//!    items settled, equals the sum of paid payout items;
 //! 3. a voided reward is never paid;
 //! 4. every reward points to one referral and to that referral's program version;
 //! 5. replaying the stored facts in time order on one store rebuilds the same
@@ -453,10 +454,18 @@ async fn check(store: &Store, batches: &[Uuid], prospects: &HashMap<ReferralId, 
         assert!(seen.insert(key.clone()), "{ctx}: two rewards for {key:?}");
     }
 
-    // 2. Paid rewards come to what paid payout items say, per payee and in all.
+    // 2. Paid rewards and settled adjustment entries come to what paid payout
+    // items say, per payee and in all.
     let mut rewarded: BTreeMap<Option<ParticipantId>, i64> = BTreeMap::new();
     for r in rewards.iter().filter(|r| r.status == RewardStatus::Paid) {
         *rewarded.entry(r.participant_id).or_default() += r.amount.amount_minor;
+    }
+    let ids: Vec<Uuid> = rewards.iter().map(|r| r.id).collect();
+    let entries = store.adjustments_of(&ids).await.expect("adjustments");
+    for r in &rewards {
+        for a in entries.get(&r.id).into_iter().flatten().filter(|a| a.settled_in.is_some()) {
+            *rewarded.entry(r.participant_id).or_default() += a.amount.amount_minor;
+        }
     }
     let mut itemised: BTreeMap<Option<ParticipantId>, i64> = BTreeMap::new();
     let mut paid_in_items = HashSet::new();

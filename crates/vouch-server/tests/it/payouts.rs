@@ -3,8 +3,13 @@
 //! with a minimum; CSV export; marked paid once; a failed item's rewards back to
 //! approved and batchable again), the refusals that change nothing, the
 //! gift-card queue, credits and plan upgrades handed to billing exactly once,
-//! and the yearly payee report. Cash and gift-card rewards come approved from
-//! test programs with `approval = "auto"` and no hold.
+//! and the yearly payee report; adjustment entries (a re-price of an approved
+//! reward, a clawback after payment) settled through the payee's next item,
+//! net. Cash and gift-card rewards come approved from test programs with
+//! `approval = "auto"` and no hold.
+
+// Amounts are written as whole_cents: `7_750_00` is USD 7,750.00.
+#![allow(clippy::inconsistent_digit_grouping)]
 
 use std::collections::BTreeMap;
 
@@ -15,7 +20,7 @@ use vouch_domain::{ProgramId, ProgramVersionId};
 use vouch_store::DatabaseConfig;
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, expect_problem, pointers};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
 
 const IBAN_A: &str = "DE89 3704 0044 0532 0130 00";
 const IBAN_B: &str = "GB82 WEST 1234 5698 7654 32";
@@ -67,22 +72,6 @@ async fn spawn(db: TestDatabase) -> TestApp {
     );
     apply(&app, &held).await;
     app
-}
-
-fn uniq() -> String {
-    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
-}
-
-fn company_email(tag: &str) -> String {
-    let u = uniq();
-    format!("{tag}.{u}@{tag}-{u}.example")
-}
-
-async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "{}: {text}", app.engine);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
 }
 
 async fn send(app: &TestApp, method: Method, path: &str, body: Value) -> reqwest::Response {
@@ -223,18 +212,25 @@ async fn events_of(app: &TestApp, reward: &str) -> Vec<(Option<String>, String, 
     }
 }
 
-/// The invariant: the paid total of rewards equals the sum of paid payout
-/// items (gift cards and applied credits aside), per currency.
+/// The invariant: the paid total of rewards plus the adjustment entries that
+/// paid items settled equals the sum of paid payout items (gift cards and
+/// applied credits aside).
 async fn assert_paid_total_matches_items(app: &TestApp) {
     let rewards = scalar(
         app,
         "SELECT COALESCE(CAST(SUM(amount_minor) AS BIGINT), 0) FROM rewards WHERE status = 'paid' AND kind = 'cash'",
     )
     .await;
+    let settled = scalar(
+        app,
+        "SELECT COALESCE(CAST(SUM(a.amount_minor) AS BIGINT), 0) FROM reward_adjustments a
+         WHERE EXISTS (SELECT 1 FROM payout_item_adjustments l WHERE l.adjustment_id = a.id AND l.state = 'paid')",
+    )
+    .await;
     let items =
         scalar(app, "SELECT COALESCE(CAST(SUM(amount_minor) AS BIGINT), 0) FROM payout_items WHERE status = 'paid'")
             .await;
-    assert_eq!(rewards, items, "{}: paid cash rewards = paid payout items", app.engine);
+    assert_eq!(rewards + settled, items, "{}: paid cash rewards and settled entries = paid payout items", app.engine);
 }
 
 fn parse_csv(text: &str) -> Vec<BTreeMap<String, String>> {
@@ -928,6 +924,365 @@ async fn a_batch_holding_a_reward_voided_meanwhile_is_not_paid_until_its_item_fa
         assert_eq!(get_reward(&app, &b1).await["status"], "paid", "{e}");
         assert_eq!(get_reward(&app, &a1).await["status"], "voided", "{e}");
         assert_paid_total_matches_items(&app).await;
+        app.stop().await;
+    }
+}
+
+// ---- adjustment entries settled through payouts -----------------------------
+
+/// Per-technician cash like program C, without a hold (approved at once), and
+/// taken back on a churn or refund after payment.
+const TIERED: &str = r#"
+slug = "tiered-cash"
+name = "Tiered cash, clawed back"
+currency = "USD"
+timezone = "UTC"
+landing_url = "https://example.com/referred"
+eligible = ["customer"]
+business = true
+
+[[rewards]]
+id = "technician-cash"
+beneficiary = "referrer"
+trigger = "won"
+kind = "cash"
+per_unit = "technician"
+period = "referrer_year"
+tier_policy = "whole_at_start"
+tiers = [ { up_to = 30, each = 100_00 }, { up_to = 60, each = 150_00 }, { each = 200_00 } ]
+approval = "auto"
+clawback = true
+"#;
+
+/// A server with the tiered program and two of its referrers paid by bank transfer.
+async fn tiered_payees(db: TestDatabase) -> (TestApp, Payee, Payee) {
+    let app = spawn(db).await;
+    apply(&app, TIERED).await;
+    let (a, b) = (payee(&app, &["tiered-cash"]).await, payee(&app, &["tiered-cash"]).await);
+    bank(&app, &a, IBAN_A).await;
+    bank(&app, &b, IBAN_B).await;
+    (app, a, b)
+}
+
+/// A won referral of `who` in the tiered program: (referral id, its reward).
+async fn tiered_won(app: &TestApp, who: &Payee, units: u32, contract_date: &str) -> (String, Value) {
+    let body = json!({"referrer_code": who.codes["tiered-cash"], "prospect": {"email": company_email("bob")},
+        "consent": true});
+    let res = send(app, Method::POST, "/programs/tiered-cash/leads", body).await;
+    let referral = id(&json_of(app, res, StatusCode::CREATED).await);
+    let won = json!({"type": "won", "program": "tiered-cash", "occurred_at": format!("{contract_date}T15:00:00Z"),
+        "referral_id": referral, "contract_date": contract_date, "units": units});
+    let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&won).send().await.unwrap();
+    assert!(res.status().is_success(), "{}: {}", app.engine, res.text().await.unwrap_or_default());
+    let res = app.api_get(&format!("/rewards?referral={referral}")).await;
+    let reward = json_of(app, res, StatusCode::OK).await["items"][0].clone();
+    assert_eq!(reward["status"], "approved", "{}: {reward}", app.engine);
+    (referral, reward)
+}
+
+async fn refund(app: &TestApp, referral: &str, occurred_at: &str) {
+    let body = json!({"type": "refunded", "program": "tiered-cash", "occurred_at": occurred_at,
+        "referral_id": referral});
+    let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&body).send().await.unwrap();
+    assert!(res.status().is_success(), "{}: {}", app.engine, res.text().await.unwrap_or_default());
+}
+
+async fn pay(app: &TestApp, batch: &Value) -> Value {
+    let path = format!("/payouts/{}/paid", id(batch));
+    let res = send(app, Method::POST, &path, json!({"external_reference": format!("R-{}", uniq())})).await;
+    json_of(app, res, StatusCode::OK).await
+}
+
+async fn by_bank(app: &TestApp) -> reqwest::Response {
+    create(app, json!({"method": "bank_transfer", "currency": "USD"})).await
+}
+
+/// A participant's USD balance: (pending, approved, paid, adjustments) in minor units.
+async fn balance(app: &TestApp, who: &Payee) -> (i64, i64, i64, i64) {
+    let res = app.api_get(&format!("/participants/{}", who.id)).await;
+    let p = json_of(app, res, StatusCode::OK).await;
+    let usd = p["rewards"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").expect("a USD balance");
+    let n = |k: &str| usd[k].as_i64().unwrap();
+    (n("pending_minor"), n("approved_minor"), n("paid_minor"), n("adjustments_minor"))
+}
+
+/// The adjustments column of the liability report's USD total (0 without one).
+async fn liability_adjustments(app: &TestApp) -> i64 {
+    let res = app.api_get("/reports/liability").await;
+    let report = json_of(app, res, StatusCode::OK).await;
+    let totals = report["totals"].as_array().unwrap();
+    totals
+        .iter()
+        .find(|l| l["currency"] == "USD" || l["adjustments"]["currency"] == "USD")
+        .map_or(0, |l| l["adjustments"]["amount_minor"].as_i64().unwrap())
+}
+
+/// The only adjustment entry of a reward.
+async fn only_entry(app: &TestApp, reward: &str) -> Value {
+    let r = get_reward(app, reward).await;
+    let entries = r["adjustments"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}: {r}", app.engine);
+    entries[0].clone()
+}
+
+/// Design brief, program C: 10 technicians (1 March), 25 (1 May), then a late
+/// `won` of 30 dated 1 April: the approved 25 come to $150 each, not $100, so
+/// their reward gets a +$1,250 re-pricing entry. Returns the three rewards'
+/// ids in contract-date order of the first two, then the late one, and the entry.
+async fn repriced(app: &TestApp, who: &Payee) -> ([String; 3], Value) {
+    let (_, first) = tiered_won(app, who, 10, "2026-03-01").await;
+    let (_, second) = tiered_won(app, who, 25, "2026-05-01").await;
+    let (_, late) = tiered_won(app, who, 30, "2026-04-01").await;
+    let entry = only_entry(app, &id(&second)).await;
+    assert_eq!((entry["kind"].as_str(), entry["amount"]["amount_minor"].as_i64()), (Some("reprice"), Some(125_000)));
+    ([id(&first), id(&second), id(&late)], entry)
+}
+
+fn ids_of(v: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = v.as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_repriced_approved_rewards_entry_is_paid_in_the_next_batch_and_never_again() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        apply(&app, TIERED).await;
+        let e = app.engine;
+        let a = payee(&app, &["tiered-cash"]).await;
+        bank(&app, &a, IBAN_A).await;
+        let (rewards, entry) = repriced(&app, &a).await;
+        assert_eq!(balance(&app, &a).await, (0, 6_500_00, 0, 1_250_00), "{e}: owed 7,750 in all");
+
+        let res = by_bank(&app).await;
+        let batch = json_of(&app, res, StatusCode::CREATED).await;
+        let item = item_of(&batch, &a);
+        assert_eq!(item["amount"], json!({"amount_minor": 7_750_00, "currency": "USD"}), "{e}: {batch}");
+        assert_eq!(item["adjustments"], json!({"amount_minor": 1_250_00, "currency": "USD"}), "{e}");
+        assert_eq!(item["adjustment_ids"], json!([id(&entry)]), "{e}");
+        assert_eq!(
+            ids_of(&item["reward_ids"]),
+            {
+                let mut r = rewards.to_vec();
+                r.sort();
+                r
+            },
+            "{e}"
+        );
+        assert_eq!(batch["total"]["amount_minor"], 7_750_00, "{e}");
+        let rows = csv_of(&app, &format!("/payouts/{}/export", id(&batch))).await;
+        assert_eq!(
+            (rows[0]["amount_minor"].as_str(), rows[0]["amount"].as_str(), rows[0]["adjustments"].as_str()),
+            ("775000", "7750.00", "1250.00"),
+            "{e}: {rows:?}"
+        );
+        assert_eq!(rows[0]["adjustment_ids"], id(&entry), "{e}");
+        // While the batch is open the entry is in it: another batch does not take it.
+        let before = count_batches(&app).await;
+        let res = by_bank(&app).await;
+        expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_pay").await;
+        assert_eq!(count_batches(&app).await, before, "{e}");
+
+        pay(&app, &batch).await;
+        assert_eq!(balance(&app, &a).await, (0, 0, 7_750_00, 0), "{e}: the entry is paid, no longer owed");
+        assert_paid_total_matches_items(&app).await;
+
+        // A later reward is paid alone: the entry is not paid twice.
+        let (_, later) = tiered_won(&app, &a, 5, "2026-06-01").await;
+        let res = by_bank(&app).await;
+        let next = json_of(&app, res, StatusCode::CREATED).await;
+        let item = item_of(&next, &a);
+        assert_eq!((&item["amount"], &item["adjustment_ids"]), (&later["amount"], &json!([])), "{e}: {next}");
+        assert_eq!(item["adjustments"]["amount_minor"], 0, "{e}");
+        pay(&app, &next).await;
+        assert_paid_total_matches_items(&app).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_clawback_after_payment_is_carried_until_it_can_be_taken_from_the_payees_next_item() {
+    for db in TestDatabase::all().await {
+        let (app, a, b) = tiered_payees(db).await;
+        let e = app.engine;
+        let (referral, first) = tiered_won(&app, &a, 10, "2026-03-01").await;
+        pay(&app, &batch_of(&app, &[&id(&first)]).await).await;
+        refund(&app, &referral, "2026-09-01T00:00:00Z").await;
+        let clawback = only_entry(&app, &id(&first)).await;
+        assert_eq!(
+            (clawback["kind"].as_str(), clawback["amount"]["amount_minor"].as_i64()),
+            (Some("clawback"), Some(-1_000_00))
+        );
+        assert_eq!(balance(&app, &a).await, (0, 0, 1_000_00, -1_000_00), "{e}: owes 1,000");
+        assert_eq!(liability_adjustments(&app).await, -1_000_00, "{e}: the debt is still to be recovered");
+
+        // A's only entry is the debt: B is paid, A gets no item and still owes.
+        let (_, b1) = tiered_won(&app, &b, 3, "2026-03-01").await;
+        let res = by_bank(&app).await;
+        let batch = json_of(&app, res, StatusCode::CREATED).await;
+        let items = batch["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{e}: {batch}");
+        assert_eq!(
+            (items[0]["participant_id"].as_str(), &items[0]["reward_ids"]),
+            (Some(b.id.as_str()), &json!([id(&b1)]))
+        );
+        pay(&app, &batch).await;
+        assert_eq!(balance(&app, &a).await, (0, 0, 1_000_00, -1_000_00), "{e}: the debt carries");
+
+        // A new reward of exactly the debt: chosen by id, refused by name, nothing changed.
+        let (_, second) = tiered_won(&app, &a, 10, "2026-06-01").await;
+        assert_eq!(second["amount"]["amount_minor"], 1_000_00, "{e}");
+        let before = count_batches(&app).await;
+        let res = create(&app, json!({"reward_ids": [id(&second)]})).await;
+        let p = expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "net_not_positive").await;
+        assert_eq!(pointers(&p), ["/reward_ids/0"], "{e}");
+        assert!(p["detail"].as_str().unwrap().contains(&a.id), "{e}: names the participant: {p}");
+        // By method, A nets to zero: no item, nothing to pay.
+        let res = by_bank(&app).await;
+        expect_problem(e, res, StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_pay").await;
+        assert_eq!(count_batches(&app).await, before, "{e}: no batch");
+        assert_eq!(get_reward(&app, &id(&second)).await["status"], "approved", "{e}");
+        assert_eq!(balance(&app, &a).await, (0, 1_000_00, 1_000_00, -1_000_00), "{e}: as it was");
+
+        // One more reward: the next item takes the debt back from both.
+        let (_, third) = tiered_won(&app, &a, 10, "2026-07-01").await;
+        let res = by_bank(&app).await;
+        let next = json_of(&app, res, StatusCode::CREATED).await;
+        let item = item_of(&next, &a);
+        assert_eq!(item["amount"]["amount_minor"], 1_000_00, "{e}: 1,000 + 1,000 - 1,000: {next}");
+        assert_eq!(
+            (&item["adjustment_ids"], item["adjustments"]["amount_minor"].as_i64()),
+            (&json!([id(&clawback)]), Some(-1_000_00))
+        );
+        let mut want = vec![id(&second), id(&third)];
+        want.sort();
+        assert_eq!(ids_of(&item["reward_ids"]), want, "{e}");
+        pay(&app, &next).await;
+        assert_eq!(balance(&app, &a).await, (0, 0, 2_000_00, 0), "{e}: 3,000 paid, 1,000 taken back");
+        assert_eq!(liability_adjustments(&app).await, 0, "{e}: recovered, no longer a liability");
+        assert_paid_total_matches_items(&app).await;
+
+        // The tax report counts what was paid, net of the settled clawback.
+        let year = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).year();
+        let rows = csv_of(&app, &format!("/reports/payees?year={year}")).await;
+        let row = rows.iter().find(|r| r["participant_id"] == a.id).expect("A's row");
+        assert_eq!(
+            (row["paid_minor"].as_str(), row["rewards"].as_str(), row["adjustments"].as_str()),
+            ("200000", "3", "1"),
+            "{e}: {rows:?}"
+        );
+        let row = rows.iter().find(|r| r["participant_id"] == b.id).expect("B's row");
+        assert_eq!((row["paid_minor"].as_str(), row["adjustments"].as_str()), ("30000", "0"), "{e}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_item_frees_its_entries_for_the_next_batch() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        apply(&app, TIERED).await;
+        let e = app.engine;
+        let a = payee(&app, &["tiered-cash"]).await;
+        bank(&app, &a, IBAN_A).await;
+        let ([_, second, _], entry) = repriced(&app, &a).await;
+
+        // The re-priced reward chosen alone brings its entry: 2,500 + 1,250.
+        let batch = batch_of(&app, &[&second]).await;
+        let item = item_of(&batch, &a);
+        assert_eq!(
+            (item["amount"]["amount_minor"].as_i64(), &item["adjustment_ids"]),
+            (Some(3_750_00), &json!([id(&entry)]))
+        );
+        let path = format!("/payouts/{}/items/{}/failed", id(&batch), id(item));
+        let res = send(&app, Method::POST, &path, json!({"reason": "IBAN closed"})).await;
+        let failed = json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(
+            item_of(&failed, &a)["adjustment_ids"],
+            json!([id(&entry)]),
+            "{e}: the item still shows what it held"
+        );
+        assert_eq!(balance(&app, &a).await.3, 1_250_00, "{e}: owed again");
+
+        // Batched again, paid, then returned by the bank: owed once more.
+        let again = batch_of(&app, &[&second]).await;
+        assert_eq!(item_of(&again, &a)["adjustment_ids"], json!([id(&entry)]), "{e}: {again}");
+        pay(&app, &again).await;
+        assert_eq!(balance(&app, &a).await, (0, 4_000_00, 3_750_00, 0), "{e}");
+        assert_paid_total_matches_items(&app).await;
+        let path = format!("/payouts/{}/items/{}/failed", id(&again), id(item_of(&again, &a)));
+        let res = send(&app, Method::POST, &path, json!({"reason": "returned"})).await;
+        json_of(&app, res, StatusCode::OK).await;
+        assert_eq!(balance(&app, &a).await, (0, 6_500_00, 0, 1_250_00), "{e}: all owed again");
+        assert_paid_total_matches_items(&app).await;
+        let res = by_bank(&app).await;
+        let last = json_of(&app, res, StatusCode::CREATED).await;
+        let item = item_of(&last, &a);
+        assert_eq!(
+            (item["amount"]["amount_minor"].as_i64(), &item["adjustment_ids"]),
+            (Some(7_750_00), &json!([id(&entry)]))
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_entry_is_settled_by_one_batch_however_many_are_made_at_once() {
+    for db in TestDatabase::all().await {
+        let (app, a, b) = tiered_payees(db).await;
+        let e = app.engine;
+        // Both of A's rewards paid, then a late won re-prices the paid one: A is
+        // owed the entry and the late reward.
+        let (_, first) = tiered_won(&app, &a, 10, "2026-03-01").await;
+        let (_, second) = tiered_won(&app, &a, 25, "2026-05-01").await;
+        pay(&app, &batch_of(&app, &[&id(&first), &id(&second)]).await).await;
+        let (_, late) = tiered_won(&app, &a, 30, "2026-04-01").await;
+        let entry = only_entry(&app, &id(&second)).await;
+        assert_eq!(entry["amount"]["amount_minor"], 1_250_00, "{e}");
+        tiered_won(&app, &b, 3, "2026-03-01").await;
+
+        let (one, two) = tokio::join!(by_bank(&app), by_bank(&app));
+        let mut holding = 0;
+        for res in [one, two] {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            match status {
+                StatusCode::CREATED => {
+                    let items = body["items"].as_array().unwrap();
+                    let with_entry = items.iter().filter(|i| i["adjustment_ids"] == json!([id(&entry)])).count();
+                    holding += with_entry;
+                    if with_entry == 1 {
+                        let item = item_of(&body, &a);
+                        assert_eq!(item["amount"]["amount_minor"], 3_000_00 + 1_250_00, "{e}: {body}");
+                        assert_eq!(item["reward_ids"], json!([id(&late)]), "{e}");
+                    }
+                }
+                _ => assert!(
+                    ["nothing_to_pay", "adjustment_in_open_batch", "reward_in_open_batch"]
+                        .contains(&body["code"].as_str().unwrap_or_default()),
+                    "{e}: {status} {body}"
+                ),
+            }
+        }
+        assert_eq!(holding, 1, "{e}: the entry is in exactly one batch");
+        let links = scalar(&app, "SELECT COUNT(*) FROM payout_item_adjustments WHERE state <> 'failed'").await;
+        assert_eq!(links, 1, "{e}");
+        // The schema refuses a second open link all the same.
+        let uuid = |u: &str| match e {
+            "sqlite" => format!("X'{}'", u.replace('-', "")),
+            _ => format!("'{u}'"),
+        };
+        let other_item = scalar(&app, "SELECT COUNT(*) FROM payout_items").await;
+        assert!(other_item >= 2, "{e}");
+        let second_link = format!(
+            "INSERT INTO payout_item_adjustments (item_id, adjustment_id, amount_minor, state)
+             SELECT i.id, {}, 125000, 'open' FROM payout_items i
+             WHERE i.id NOT IN (SELECT item_id FROM payout_item_adjustments) LIMIT 1",
+            uuid(&id(&entry))
+        );
+        let refused = exec(&app, &second_link).await.expect_err("a second open link is refused");
+        assert!(refused.contains("payout_item_adjustments"), "{e}: {refused}");
         app.stop().await;
     }
 }

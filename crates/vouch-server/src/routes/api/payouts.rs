@@ -198,7 +198,8 @@ pub async fn put_payout_details(
 
 /// Create a batch from chosen rewards (`reward_ids`), or from every approved
 /// cash reward of payees paid by `method` in `currency`, leaving out payees
-/// owed less than `min_amount`.
+/// owed less than `min_amount`. Each item also settles its payee's unsettled
+/// re-pricing and clawback entries in the batch's currency and pays the net.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayoutBody {
@@ -218,11 +219,16 @@ pub struct PayoutItemBody {
     /// Masked; the CSV export has it in full.
     destination: String,
     account_holder: Option<String>,
+    /// What the payee is paid: their rewards plus the adjustment entries, net.
     amount: AmountBody,
     /// open, paid or failed
     status: String,
     failure_reason: Option<String>,
     reward_ids: Vec<String>,
+    /// Re-pricing and clawback entries of the payee's cash rewards settled by this item.
+    adjustment_ids: Vec<String>,
+    /// The sum of those entries (negative when they take back more than they add).
+    adjustments: AmountBody,
 }
 
 /// A payout batch.
@@ -268,6 +274,8 @@ impl PayoutBody {
                     status: i.status,
                     failure_reason: i.failure_reason,
                     reward_ids: i.reward_ids.iter().map(Uuid::to_string).collect(),
+                    adjustment_ids: i.adjustment_ids.iter().map(Uuid::to_string).collect(),
+                    adjustments: AmountBody::of(i.adjustments),
                 })
                 .collect(),
         }
@@ -361,6 +369,11 @@ fn create_error(e: CreatePayoutError, by_ids: bool) -> ApiError {
             };
             ApiError::conflict("reward_in_open_batch", &at(index), detail)
         }
+        CreatePayoutError::AdjustmentInOpenBatch => ApiError::new(
+            StatusCode::CONFLICT,
+            "adjustment_in_open_batch",
+            "an adjustment entry of these payees was just put in another open payout batch: nothing was made; try again",
+        ),
         CreatePayoutError::Refused(r) => {
             let pointer = match (&r, r.index()) {
                 (BatchRefusal::Empty, _) => {
@@ -405,10 +418,7 @@ fn payout_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 async fn load_payout(state: &AppState, raw: &str) -> Result<PayoutRecord, ApiError> {
-    state.store.payout(payout_id(raw)?).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found(&format!("the payout `{raw}`")),
-        e => e.into(),
-    })
+    state.store.payout(payout_id(raw)?).await.map_err(ApiError::missing(format!("the payout `{raw}`")))
 }
 
 /// A payout batch with its items.
@@ -424,7 +434,7 @@ pub async fn get_payout(
 }
 
 /// The batch as CSV for the bank or PayPal: one row per item not failed, with
-/// the destination in full.
+/// the destination in full and the net amount (rewards plus adjustment entries).
 #[utoipa::path(get, path = "/api/v1/payouts/{id}/export", tag = "payouts", params(("id" = String, Path)),
     responses((status = 200, content_type = "text/csv", body = String),
         (status = 404, body = crate::openapi::Problem)))]
@@ -451,6 +461,8 @@ pub async fn export_payout(
                 decimal(i.amount),
                 i.amount.currency.code().to_string(),
                 i.reward_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(" "),
+                decimal(i.adjustments),
+                i.adjustment_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(" "),
             ]
         })
         .collect();
@@ -467,6 +479,8 @@ pub async fn export_payout(
             "amount",
             "currency",
             "reward_ids",
+            "adjustments",
+            "adjustment_ids",
         ],
         rows,
     )
@@ -523,7 +537,8 @@ pub struct FailedBody {
 }
 
 /// Mark one item failed or returned: its rewards leave the batch and are
-/// approved again, to be batched anew.
+/// approved again, and its adjustment entries are unsettled again, to be
+/// batched anew.
 #[utoipa::path(post, path = "/api/v1/payouts/{id}/items/{item_id}/failed", tag = "payouts",
     params(("id" = String, Path), ("item_id" = String, Path)), request_body = FailedBody,
     responses((status = 200, body = PayoutBody), (status = 404, body = crate::openapi::Problem),
@@ -764,12 +779,13 @@ pub async fn payee_report(
                 t.paid.amount_minor.to_string(),
                 decimal(t.paid),
                 t.rewards.to_string(),
+                t.adjustments.to_string(),
             ]
         })
         .collect();
     csv_response(
         &format!("payees-{year}.csv"),
-        &["participant_id", "name", "email", "currency", "paid_minor", "paid", "rewards"],
+        &["participant_id", "name", "email", "currency", "paid_minor", "paid", "rewards", "adjustments"],
         rows,
     )
 }

@@ -35,7 +35,8 @@ pub struct RewardBody {
     rule: String,
     /// referrer or referee
     beneficiary: String,
-    /// The referrer's participant id (none for a referee).
+    /// The beneficiary's participant id: the referrer's, or a referee's once the viral loop
+    /// enrolled them (none before).
     participant_id: Option<String>,
     /// Which occurrence of the rule's trigger earned it (`won`, `qualified`, a payment's fact id).
     occurrence: String,
