@@ -6,8 +6,10 @@
 //! kind, same instant", churns and refunds dated before and after the hold
 //! ends, late arrivals — shuffled and split across two stores (two replicas with
 //! their own connections) working at once, with hold releases in between. Then
-//! finance pays some approved rewards and some customers are refunded after
-//! payment. The ledger must keep its invariants throughout:
+//! finance pays some approved rewards, some customers are refunded after
+//! payment, and a month later finance pays what each payee is owed by method —
+//! the rest of their rewards net of the clawback entries, which that batch
+//! settles (seeds 1, 3 and 8 do). The ledger must keep its invariants throughout:
 //!
 //! 1. at most one reward per (referral, rule, beneficiary, occurrence);
 //! 2. the paid total of rewards, plus the adjustment entries that paid payout
@@ -32,14 +34,14 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use sqlx::Connection;
 use uuid::Uuid;
-use vouch_domain::payout::PayoutDetails;
+use vouch_domain::payout::{BatchRefusal, PayoutDetails, PayoutMethod};
 use vouch_domain::program::parse_program;
 use vouch_domain::referral::{FactKind, ReferralId};
-use vouch_domain::{Email, ParticipantId, ProgramId, ProgramVersionId, ReferralCode};
+use vouch_domain::{Currency, Email, ParticipantId, ProgramId, ProgramVersionId, ReferralCode};
 use vouch_store::testing::TestDatabase;
 use vouch_store::{
-    ApplyOutcome, DatabaseConfig, FactProspect, NewFact, PayoutSelection, RewardFilter, RewardRecord, RewardStatus,
-    Store, StoredProgram,
+    ApplyOutcome, CreatePayoutError, DatabaseConfig, FactProspect, NewFact, PayoutSelection, RewardFilter,
+    RewardRecord, RewardStatus, Store, StoredProgram,
 };
 
 mod common;
@@ -435,6 +437,28 @@ async fn run_case(engine: &str, seed: u64) {
         b.unwrap_or_else(|e| panic!("{ctx}: refund on two: {e}"));
     }
     tokio::join!(drain(&one, payday, 3, &ctx), drain(&two, payday, 3, &ctx));
+    check(&store, &batches, &prospects, &ctx).await;
+
+    // A month later finance pays what each payee is owed by method: the rewards
+    // not chosen before, net of the clawback entries the refunds left (a payee
+    // in debt gets no item, and the debt waits).
+    let next_payday = payday.checked_add((31 * 24).hours()).expect("an instant");
+    let owed = PayoutSelection::Method {
+        method: PayoutMethod::Paypal,
+        currency: Currency::parse("USD").expect("a currency"),
+        min_amount: None,
+    };
+    match store.create_payout(&owed, "finance", next_payday).await {
+        Ok(batch) => {
+            store
+                .mark_payout_paid(batch.id, &format!("bank-{seed}-owed"), "finance", next_payday)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: mark paid: {e}"));
+            batches.push(batch.id);
+        }
+        Err(CreatePayoutError::Refused(BatchRefusal::Empty)) => {}
+        Err(e) => panic!("{ctx}: pay what is owed: {e}"),
+    }
     check(&store, &batches, &prospects, &ctx).await;
 
     one.close().await;
