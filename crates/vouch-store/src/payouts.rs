@@ -595,6 +595,18 @@ impl LinkAdjustments for sqlx::SqliteConnection {
     }
 }
 
+/// How a reward paid outside payout batches is fulfilled: the kinds it is for,
+/// the record of an earlier fulfilment (its reference), the statement recording
+/// this one (bound as reward, reference, actor, time), and what the reward's
+/// history says.
+struct Fulfilment<'a> {
+    kinds: &'static [&'static str],
+    previous: &'static str,
+    record: &'static str,
+    reference: Option<&'a str>,
+    reason: String,
+}
+
 impl Store {
     /// Sets (or replaces) where a participant is paid.
     pub async fn set_payout_details(
@@ -1007,49 +1019,15 @@ impl Store {
         actor: &str,
         now: Timestamp,
     ) -> std::result::Result<RewardRecord, FulfilError> {
-        let done = on_write!(self, p => {
-            let mut tx = p.begin_with(begin_statement(p)).await?;
-            let row: Option<(String, String)> = sqlx::query_as("SELECT kind, status FROM rewards WHERE id = $1")
-                .bind(reward)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((kind, status)) = row else { return Err(FulfilError::NotFound) };
-            if kind != "gift_card" {
-                return Err(FulfilError::WrongKind(kind));
-            }
-            let previous: Option<(String,)> =
-                sqlx::query_as("SELECT card_reference FROM gift_card_fulfilments WHERE reward_id = $1")
-                    .bind(reward)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match previous {
-                Some((r,)) if r == card_reference => {}
-                Some(_) => return Err(FulfilError::AlreadyFulfilled),
-                None => {
-                    let reason = format!("gift card delivered: {card_reference}");
-                    let moved =
-                        move_reward!(tx, reward, RewardStatus::Approved, RewardStatus::Paid, actor, &reason, now)
-                            .await?;
-                    if !moved {
-                        return Err(FulfilError::NotApproved(status_str(&status)));
-                    }
-                    sqlx::query(
-                        "INSERT INTO gift_card_fulfilments (reward_id, card_reference, fulfilled_by, fulfilled_at)
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(reward)
-                    .bind(card_reference)
-                    .bind(actor)
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            tx.commit().await?;
-            Ok::<_, FulfilError>(())
-        });
-        done?;
-        Ok(self.reward(reward).await?)
+        let fulfilment = Fulfilment {
+            kinds: &["gift_card"],
+            previous: "SELECT card_reference FROM gift_card_fulfilments WHERE reward_id = $1",
+            record: "INSERT INTO gift_card_fulfilments (reward_id, card_reference, fulfilled_by, fulfilled_at)
+                     VALUES ($1, $2, $3, $4)",
+            reference: Some(card_reference),
+            reason: format!("gift card delivered: {card_reference}"),
+        };
+        self.fulfil(reward, fulfilment, actor, now).await
     }
 
     /// Marks an approved credit or plan upgrade applied by billing: it is
@@ -1062,6 +1040,31 @@ impl Store {
         actor: &str,
         now: Timestamp,
     ) -> std::result::Result<RewardRecord, FulfilError> {
+        let fulfilment = Fulfilment {
+            kinds: &["credit", "plan_upgrade"],
+            // A hand-over row without `applied_at` is not a fulfilment yet.
+            previous: "SELECT applied_reference FROM billing_handoffs WHERE reward_id = $1 AND applied_at IS NOT NULL",
+            record: "INSERT INTO billing_handoffs (reward_id, applied_reference, applied_by, applied_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (reward_id) DO UPDATE SET applied_reference = $2, applied_by = $3, applied_at = $4",
+            reference,
+            reason: match reference {
+                Some(r) => format!("applied by billing: {r}"),
+                None => "applied by billing".to_string(),
+            },
+        };
+        self.fulfil(reward, fulfilment, actor, now).await
+    }
+
+    /// Moves an approved reward fulfilled outside payout batches to `paid`,
+    /// recording how; a repeat with the same reference changes nothing.
+    async fn fulfil(
+        &self,
+        reward: Uuid,
+        f: Fulfilment<'_>,
+        actor: &str,
+        now: Timestamp,
+    ) -> std::result::Result<RewardRecord, FulfilError> {
         let done = on_write!(self, p => {
             let mut tx = p.begin_with(begin_statement(p)).await?;
             let row: Option<(String, String)> = sqlx::query_as("SELECT kind, status FROM rewards WHERE id = $1")
@@ -1069,39 +1072,28 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((kind, status)) = row else { return Err(FulfilError::NotFound) };
-            if kind != "credit" && kind != "plan_upgrade" {
+            if !f.kinds.contains(&kind.as_str()) {
                 return Err(FulfilError::WrongKind(kind));
             }
-            let applied: Option<(Option<i64>, Option<String>)> =
-                sqlx::query_as("SELECT applied_at, applied_reference FROM billing_handoffs WHERE reward_id = $1")
-                    .bind(reward)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match applied {
-                Some((Some(_), previous)) if previous.as_deref() == reference => {}
-                Some((Some(_), _)) => return Err(FulfilError::AlreadyFulfilled),
-                _ => {
-                    let reason = match reference {
-                        Some(r) => format!("applied by billing: {r}"),
-                        None => "applied by billing".to_string(),
-                    };
+            let previous: Option<(Option<String>,)> =
+                sqlx::query_as(f.previous).bind(reward).fetch_optional(&mut *tx).await?;
+            match previous {
+                Some((r,)) if r.as_deref() == f.reference => {}
+                Some(_) => return Err(FulfilError::AlreadyFulfilled),
+                None => {
                     let moved =
-                        move_reward!(tx, reward, RewardStatus::Approved, RewardStatus::Paid, actor, &reason, now)
+                        move_reward!(tx, reward, RewardStatus::Approved, RewardStatus::Paid, actor, &f.reason, now)
                             .await?;
                     if !moved {
                         return Err(FulfilError::NotApproved(status_str(&status)));
                     }
-                    sqlx::query(
-                        "INSERT INTO billing_handoffs (reward_id, applied_reference, applied_by, applied_at)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (reward_id) DO UPDATE SET applied_reference = $2, applied_by = $3, applied_at = $4",
-                    )
-                    .bind(reward)
-                    .bind(reference)
-                    .bind(actor)
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(f.record)
+                        .bind(reward)
+                        .bind(f.reference)
+                        .bind(actor)
+                        .bind(micros(now))
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;
