@@ -404,6 +404,35 @@ fn ago(now: Timestamp, minutes: u64) -> Result<Timestamp, DemoError> {
 const SIX_WEEKS_MINUTES: u64 = 42 * 24 * 60;
 const DAY_MINUTES: u64 = 24 * 60;
 
+/// The stages staff took a referral `age` minutes old through: none in its
+/// first hour (nobody has looked yet), at most `contacted` in its first two
+/// days, then one of the paths below, `cuts` giving each one's last roll of a
+/// hundred; the rest end won, and churned when older than two weeks.
+fn pipeline_path(dice: &mut Dice, age: u64, cuts: &[u64; 7]) -> &'static [Stage] {
+    use Stage::{Churned, Contacted, Lost, Qualified, Won};
+    const PATHS: [&[Stage]; 7] = [
+        &[],
+        &[Contacted],
+        &[Contacted, Qualified],
+        &[Contacted, Qualified, Won],
+        &[Qualified, Won],
+        &[Contacted, Lost],
+        &[Contacted, Qualified, Lost],
+    ];
+    if age < 60 {
+        return &[];
+    }
+    if age < 2 * DAY_MINUTES {
+        return if dice.below(3) == 0 { &[Contacted] } else { &[] };
+    }
+    let roll = dice.below(100);
+    match cuts.iter().position(|&last| roll <= last) {
+        Some(i) => PATHS[i],
+        None if age > 14 * DAY_MINUTES => &[Contacted, Qualified, Won, Churned],
+        None => &[Qualified, Won],
+    }
+}
+
 /// Makes `n` referrals through attribution, then works the active ones along the
 /// pipeline. Answers what came of them.
 async fn grow_referrals(
@@ -602,24 +631,7 @@ async fn grow_referrals(
             continue;
         }
         let age = now.duration_since(record.created_at).as_mins().max(0) as u64;
-        let path: &[Stage] = if age < 60 {
-            // Arrived within the hour: nobody has looked yet.
-            &[]
-        } else if age < 2 * DAY_MINUTES {
-            if dice.below(3) == 0 { &[Stage::Contacted] } else { &[] }
-        } else {
-            match dice.below(100) {
-                0..=21 => &[],
-                22..=41 => &[Stage::Contacted],
-                42..=57 => &[Stage::Contacted, Stage::Qualified],
-                58..=67 => &[Stage::Contacted, Stage::Qualified, Stage::Won],
-                68..=77 => &[Stage::Qualified, Stage::Won],
-                78..=83 => &[Stage::Contacted, Stage::Lost],
-                84..=91 => &[Stage::Contacted, Stage::Qualified, Stage::Lost],
-                _ if age > 14 * DAY_MINUTES => &[Stage::Contacted, Stage::Qualified, Stage::Won, Stage::Churned],
-                _ => &[Stage::Qualified, Stage::Won],
-            }
-        };
+        let path = pipeline_path(dice, age, &[21, 41, 57, 67, 77, 83, 91]);
         if path.is_empty() {
             continue;
         }

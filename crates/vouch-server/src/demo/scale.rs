@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use uuid::Uuid;
 use vouch_domain::participant::ParticipantStatus;
 use vouch_domain::payout::{Iban, PayoutDetails};
@@ -32,7 +32,7 @@ use vouch_store::{
 
 use super::{
     COMPANIES, DAY_MINUTES, DEMO_ACTOR, DemoError, Dice, EXAMPLE_PROGRAMS, FIRST, FREE_MAIL, KINDS, LAST, LEAD_NOTES,
-    Outcome, PROSPECT_COMPANIES, ReferralCounts, SALES_REPS, ascii, registry,
+    Outcome, PROSPECT_COMPANIES, ReferralCounts, SALES_REPS, ago, ascii, pipeline_path, registry,
 };
 
 /// Referrals per referrer, on average.
@@ -317,32 +317,12 @@ struct DemoHolder {
     referrer: Referrer,
 }
 
-fn ago(now: Timestamp, minutes: u64) -> Result<Timestamp, DemoError> {
-    now.checked_sub(SignedDuration::from_mins(minutes as i64)).map_err(|e| DemoError::Setup(e.to_string()))
-}
-
 /// Staff work an active referral along the pipeline (older ones got further);
 /// a won one has its `won` fact, with the units, contract date and value the
 /// company's backend would send, and some churn later.
 fn work(r: &mut BulkReferral, program: &StoredProgram, dice: &mut Dice, now: Timestamp) -> Result<(), DemoError> {
     let age = now.duration_since(r.created_at).as_mins().max(0) as u64;
-    let path: &[Stage] = if age < 60 {
-        &[]
-    } else if age < 2 * DAY_MINUTES {
-        if dice.below(3) == 0 { &[Stage::Contacted] } else { &[] }
-    } else {
-        match dice.below(100) {
-            0..=17 => &[],
-            18..=31 => &[Stage::Contacted],
-            32..=43 => &[Stage::Contacted, Stage::Qualified],
-            44..=67 => &[Stage::Contacted, Stage::Qualified, Stage::Won],
-            68..=81 => &[Stage::Qualified, Stage::Won],
-            82..=86 => &[Stage::Contacted, Stage::Lost],
-            87..=91 => &[Stage::Contacted, Stage::Qualified, Stage::Lost],
-            _ if age > 14 * DAY_MINUTES => &[Stage::Contacted, Stage::Qualified, Stage::Won, Stage::Churned],
-            _ => &[Stage::Qualified, Stage::Won],
-        }
-    };
+    let path = pipeline_path(dice, age, &[17, 31, 43, 67, 81, 86, 91]);
     if path.is_empty() {
         return Ok(());
     }
