@@ -475,6 +475,63 @@ macro_rules! billing_due {
 const BILLING_DUE: &str = billing_due!("");
 const BILLING_DUE_SQLITE: &str = billing_due!("INDEXED BY rewards_billing_due");
 
+/// Adjustment entries on credits billing already has and has not heard of, with
+/// the credit's message fields (the entry's amount in `amount_minor`).
+const BILLING_ENTRIES_DUE: &str = "SELECT r.id, r.kind, r.beneficiary, r.participant_id, r.referral_id,
+        a.amount_minor, a.currency, r.plan, r.months, g.slug, p.email, f.prospect_email, f.prospect_external_id,
+        a.id AS adjustment_id, a.kind AS adjustment_kind, a.explanation
+     FROM reward_adjustments a JOIN rewards r ON r.id = a.reward_id
+          JOIN programs g ON g.id = r.program_id
+          JOIN referrals f ON f.id = r.referral_id
+          LEFT JOIN participants p ON p.id = r.participant_id
+     WHERE a.billing_handed_at IS NULL AND a.payout_item_id IS NULL
+       AND r.kind = 'credit' AND r.billing_handed_at IS NOT NULL
+     ORDER BY a.id LIMIT $1";
+
+/// A reward as billing hears of it.
+#[derive(sqlx::FromRow)]
+struct BillingRow {
+    id: Uuid,
+    kind: String,
+    beneficiary: String,
+    participant_id: Option<Uuid>,
+    referral_id: Uuid,
+    amount_minor: i64,
+    currency: String,
+    plan: Option<String>,
+    months: Option<i64>,
+    slug: String,
+    email: Option<String>,
+    prospect_email: Option<String>,
+    prospect_external_id: Option<String>,
+}
+
+impl BillingRow {
+    /// The fields every billing message has: what, which reward, and who
+    /// receives it — the referrer (a participant), or the referee, known by the
+    /// referral's prospect.
+    fn payload(&self, kind: &str) -> serde_json::Value {
+        let recipient = match self.participant_id {
+            Some(participant) => json!({"participant_id": participant, "email": self.email}),
+            None => json!({"email": self.prospect_email, "external_id": self.prospect_external_id}),
+        };
+        json!({
+            "type": kind, "reward_id": self.id, "referral_id": self.referral_id, "program": self.slug,
+            "beneficiary": self.beneficiary, "recipient": recipient,
+        })
+    }
+}
+
+/// An adjustment entry billing has to hear of, with its credit.
+#[derive(sqlx::FromRow)]
+struct BillingEntryRow {
+    #[sqlx(flatten)]
+    reward: BillingRow,
+    adjustment_id: Uuid,
+    adjustment_kind: String,
+    explanation: String,
+}
+
 /// One reward of a new batch: its item, and its index among the candidates.
 struct Link {
     item_id: Uuid,
@@ -1106,33 +1163,17 @@ impl Store {
     /// Hands every approved credit and plan upgrade not yet handed over to
     /// billing: an outbox row of kind [`BILLING`] each, written in the same
     /// transaction as the marker that makes a second hand-over impossible,
-    /// `batch` rewards per transaction. Safe beside other replicas doing the
-    /// same. Returns how many were handed over.
+    /// `batch` rewards per transaction. A credit goes net of its adjustment
+    /// entries so far; an entry made after its credit was handed over goes as
+    /// a `credit_adjustment` row of its own. Safe beside other replicas doing
+    /// the same. Returns how many rows were written.
     pub async fn hand_over_to_billing(&self, now: Timestamp, batch: u32) -> Result<u64> {
-        type Row = (
-            Uuid,
-            String,
-            String,
-            Option<Uuid>,
-            Uuid,
-            i64,
-            String,
-            Option<String>,
-            Option<i64>,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
         let mut total = 0;
         loop {
             let (seen, handed) = on_write!(self, p => {
                 let mut tx = p.begin_with(begin_statement(p)).await?;
                 let due = if crate::ledger::is_postgres(&tx) { BILLING_DUE } else { BILLING_DUE_SQLITE };
-                let rows: Vec<Row> = sqlx::query_as(due)
-                .bind(i64::from(batch))
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows: Vec<BillingRow> = sqlx::query_as(due).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
                 let mut handed = 0u64;
                 for r in &rows {
                     let outbox_id = Uuid::now_v7();
@@ -1140,7 +1181,7 @@ impl Store {
                         "INSERT INTO billing_handoffs (reward_id, outbox_id, handed_over_at) VALUES ($1, $2, $3)
                          ON CONFLICT (reward_id) DO NOTHING",
                     )
-                    .bind(r.0)
+                    .bind(r.id)
                     .bind(outbox_id)
                     .bind(micros(now))
                     .execute(&mut *tx)
@@ -1149,34 +1190,64 @@ impl Store {
                         == 1;
                     // Marked either way: a marker row already there means handed over.
                     sqlx::query("UPDATE rewards SET billing_handed_at = $2 WHERE id = $1")
-                        .bind(r.0)
+                        .bind(r.id)
                         .bind(micros(now))
                         .execute(&mut *tx)
                         .await?;
                     if !marked {
                         continue;
                     }
-                    // Who receives it: the referrer (a participant), or the
-                    // referee, known by the referral's prospect.
-                    let beneficiary = match r.3 {
-                        Some(participant) => json!({"participant_id": participant, "email": r.10}),
-                        None => json!({"email": r.11, "external_id": r.12}),
-                    };
-                    let mut payload = json!({
-                        "type": r.1, "reward_id": r.0, "referral_id": r.4, "program": r.9,
-                        "beneficiary": r.2, "recipient": beneficiary,
-                    });
-                    if r.1 == "plan_upgrade" {
-                        payload["plan"] = json!(r.7);
-                        payload["months"] = json!(r.8);
+                    let mut payload = r.payload(&r.kind);
+                    if r.kind == "plan_upgrade" {
+                        payload["plan"] = json!(r.plan);
+                        payload["months"] = json!(r.months);
                     } else {
-                        payload["amount"] = json!({"amount_minor": r.5, "currency": r.6});
+                        // The entries travel in the credit: what RETURNING
+                        // marked is exactly what the amount includes.
+                        let entries: Vec<(Uuid, i64)> = sqlx::query_as(
+                            "UPDATE reward_adjustments SET billing_handed_at = $2
+                             WHERE reward_id = $1 AND billing_handed_at IS NULL RETURNING id, amount_minor",
+                        )
+                        .bind(r.id)
+                        .bind(micros(now))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let net = entries.iter().try_fold(r.amount_minor, |sum, (_, a)| sum.checked_add(*a));
+                        let net = net.ok_or_else(|| StoreError::Corrupt(format!("reward {}: amount", r.id)))?;
+                        payload["amount"] = json!({"amount_minor": net, "currency": r.currency});
+                        if !entries.is_empty() {
+                            payload["adjustment_ids"] = json!(entries.iter().map(|(id, _)| id).collect::<Vec<_>>());
+                        }
                     }
                     enqueue!(&mut *tx, outbox_id, BILLING, &payload, now).await?;
                     handed += 1;
                 }
+                // Entries on credits billing already has.
+                let late: Vec<BillingEntryRow> =
+                    sqlx::query_as(BILLING_ENTRIES_DUE).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
+                for a in &late {
+                    let marked = sqlx::query(
+                        "UPDATE reward_adjustments SET billing_handed_at = $2 WHERE id = $1 AND billing_handed_at IS NULL",
+                    )
+                    .bind(a.adjustment_id)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !marked {
+                        continue;
+                    }
+                    let mut payload = a.reward.payload("credit_adjustment");
+                    payload["adjustment_id"] = json!(a.adjustment_id);
+                    payload["adjustment_kind"] = json!(a.adjustment_kind);
+                    payload["explanation"] = json!(a.explanation);
+                    payload["amount"] = json!({"amount_minor": a.reward.amount_minor, "currency": a.reward.currency});
+                    enqueue!(&mut *tx, Uuid::now_v7(), BILLING, &payload, now).await?;
+                    handed += 1;
+                }
                 tx.commit().await?;
-                (rows.len(), handed)
+                (rows.len().max(late.len()), handed)
             });
             total += handed;
             // Fewer than a batch: none is left. None handed: another replica has them.

@@ -965,12 +965,12 @@ async fn tiered_payees(db: TestDatabase) -> (TestApp, Payee, Payee) {
 }
 
 /// A won referral of `who` in the tiered program: (referral id, its reward).
-async fn tiered_won(app: &TestApp, who: &Payee, units: u32, contract_date: &str) -> (String, Value) {
-    let body = json!({"referrer_code": who.codes["tiered-cash"], "prospect": {"email": company_email("bob")},
+async fn tiered_won(app: &TestApp, slug: &str, who: &Payee, units: u32, contract_date: &str) -> (String, Value) {
+    let body = json!({"referrer_code": who.codes[slug], "prospect": {"email": company_email("bob")},
         "consent": true});
-    let res = send(app, Method::POST, "/programs/tiered-cash/leads", body).await;
+    let res = send(app, Method::POST, &format!("/programs/{slug}/leads"), body).await;
     let referral = id(&json_of(app, res, StatusCode::CREATED).await);
-    let won = json!({"type": "won", "program": "tiered-cash", "occurred_at": format!("{contract_date}T15:00:00Z"),
+    let won = json!({"type": "won", "program": slug, "occurred_at": format!("{contract_date}T15:00:00Z"),
         "referral_id": referral, "contract_date": contract_date, "units": units});
     let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&won).send().await.unwrap();
     assert!(res.status().is_success(), "{}: {}", app.engine, res.text().await.unwrap_or_default());
@@ -980,8 +980,8 @@ async fn tiered_won(app: &TestApp, who: &Payee, units: u32, contract_date: &str)
     (referral, reward)
 }
 
-async fn refund(app: &TestApp, referral: &str, occurred_at: &str) {
-    let body = json!({"type": "refunded", "program": "tiered-cash", "occurred_at": occurred_at,
+async fn refund(app: &TestApp, slug: &str, referral: &str, occurred_at: &str) {
+    let body = json!({"type": "refunded", "program": slug, "occurred_at": occurred_at,
         "referral_id": referral});
     let res = app.api(Method::POST, "/events").header("Idempotency-Key", uniq()).json(&body).send().await.unwrap();
     assert!(res.status().is_success(), "{}: {}", app.engine, res.text().await.unwrap_or_default());
@@ -1030,9 +1030,9 @@ async fn only_entry(app: &TestApp, reward: &str) -> Value {
 /// their reward gets a +$1,250 re-pricing entry. Returns the three rewards'
 /// ids in contract-date order of the first two, then the late one, and the entry.
 async fn repriced(app: &TestApp, who: &Payee) -> ([String; 3], Value) {
-    let (_, first) = tiered_won(app, who, 10, "2026-03-01").await;
-    let (_, second) = tiered_won(app, who, 25, "2026-05-01").await;
-    let (_, late) = tiered_won(app, who, 30, "2026-04-01").await;
+    let (_, first) = tiered_won(app, "tiered-cash", who, 10, "2026-03-01").await;
+    let (_, second) = tiered_won(app, "tiered-cash", who, 25, "2026-05-01").await;
+    let (_, late) = tiered_won(app, "tiered-cash", who, 30, "2026-04-01").await;
     let entry = only_entry(app, &id(&second)).await;
     assert_eq!((entry["kind"].as_str(), entry["amount"]["amount_minor"].as_i64()), (Some("reprice"), Some(125_000)));
     ([id(&first), id(&second), id(&late)], entry)
@@ -1089,7 +1089,7 @@ async fn a_repriced_approved_rewards_entry_is_paid_in_the_next_batch_and_never_a
         assert_paid_total_matches_items(&app).await;
 
         // A later reward is paid alone: the entry is not paid twice.
-        let (_, later) = tiered_won(&app, &a, 5, "2026-06-01").await;
+        let (_, later) = tiered_won(&app, "tiered-cash", &a, 5, "2026-06-01").await;
         let res = by_bank(&app).await;
         let next = json_of(&app, res, StatusCode::CREATED).await;
         let item = item_of(&next, &a);
@@ -1106,9 +1106,9 @@ async fn a_clawback_after_payment_is_carried_until_it_can_be_taken_from_the_paye
     for db in TestDatabase::all().await {
         let (app, a, b) = tiered_payees(db).await;
         let e = app.engine;
-        let (referral, first) = tiered_won(&app, &a, 10, "2026-03-01").await;
+        let (referral, first) = tiered_won(&app, "tiered-cash", &a, 10, "2026-03-01").await;
         pay(&app, &batch_of(&app, &[&id(&first)]).await).await;
-        refund(&app, &referral, "2026-09-01T00:00:00Z").await;
+        refund(&app, "tiered-cash", &referral, "2026-09-01T00:00:00Z").await;
         let clawback = only_entry(&app, &id(&first)).await;
         assert_eq!(
             (clawback["kind"].as_str(), clawback["amount"]["amount_minor"].as_i64()),
@@ -1118,7 +1118,7 @@ async fn a_clawback_after_payment_is_carried_until_it_can_be_taken_from_the_paye
         assert_eq!(liability_adjustments(&app).await, -1_000_00, "{e}: the debt is still to be recovered");
 
         // A's only entry is the debt: B is paid, A gets no item and still owes.
-        let (_, b1) = tiered_won(&app, &b, 3, "2026-03-01").await;
+        let (_, b1) = tiered_won(&app, "tiered-cash", &b, 3, "2026-03-01").await;
         let res = by_bank(&app).await;
         let batch = json_of(&app, res, StatusCode::CREATED).await;
         let items = batch["items"].as_array().unwrap();
@@ -1131,7 +1131,7 @@ async fn a_clawback_after_payment_is_carried_until_it_can_be_taken_from_the_paye
         assert_eq!(balance(&app, &a).await, (0, 0, 1_000_00, -1_000_00), "{e}: the debt carries");
 
         // A new reward of exactly the debt: chosen by id, refused by name, nothing changed.
-        let (_, second) = tiered_won(&app, &a, 10, "2026-06-01").await;
+        let (_, second) = tiered_won(&app, "tiered-cash", &a, 10, "2026-06-01").await;
         assert_eq!(second["amount"]["amount_minor"], 1_000_00, "{e}");
         let before = count_batches(&app).await;
         let res = create(&app, json!({"reward_ids": [id(&second)]})).await;
@@ -1146,7 +1146,7 @@ async fn a_clawback_after_payment_is_carried_until_it_can_be_taken_from_the_paye
         assert_eq!(balance(&app, &a).await, (0, 1_000_00, 1_000_00, -1_000_00), "{e}: as it was");
 
         // One more reward: the next item takes the debt back from both.
-        let (_, third) = tiered_won(&app, &a, 10, "2026-07-01").await;
+        let (_, third) = tiered_won(&app, "tiered-cash", &a, 10, "2026-07-01").await;
         let res = by_bank(&app).await;
         let next = json_of(&app, res, StatusCode::CREATED).await;
         let item = item_of(&next, &a);
@@ -1234,13 +1234,13 @@ async fn an_entry_is_settled_by_one_batch_however_many_are_made_at_once() {
         let e = app.engine;
         // Both of A's rewards paid, then a late won re-prices the paid one: A is
         // owed the entry and the late reward.
-        let (_, first) = tiered_won(&app, &a, 10, "2026-03-01").await;
-        let (_, second) = tiered_won(&app, &a, 25, "2026-05-01").await;
+        let (_, first) = tiered_won(&app, "tiered-cash", &a, 10, "2026-03-01").await;
+        let (_, second) = tiered_won(&app, "tiered-cash", &a, 25, "2026-05-01").await;
         pay(&app, &batch_of(&app, &[&id(&first), &id(&second)]).await).await;
-        let (_, late) = tiered_won(&app, &a, 30, "2026-04-01").await;
+        let (_, late) = tiered_won(&app, "tiered-cash", &a, 30, "2026-04-01").await;
         let entry = only_entry(&app, &id(&second)).await;
         assert_eq!(entry["amount"]["amount_minor"], 1_250_00, "{e}");
-        tiered_won(&app, &b, 3, "2026-03-01").await;
+        tiered_won(&app, "tiered-cash", &b, 3, "2026-03-01").await;
 
         let (one, two) = tokio::join!(by_bank(&app), by_bank(&app));
         let mut holding = 0;
@@ -1283,6 +1283,64 @@ async fn an_entry_is_settled_by_one_batch_however_many_are_made_at_once() {
         );
         let refused = exec(&app, &second_link).await.expect_err("a second open link is refused");
         assert!(refused.contains("payout_item_adjustments"), "{e}: {refused}");
+        app.stop().await;
+    }
+}
+
+/// The billing rows written so far, by reward and type.
+async fn billing_rows(app: &TestApp) -> Vec<Value> {
+    let rows = app.store.outbox_items(None).await.unwrap();
+    rows.into_iter().filter(|i| i.kind == "billing").map(|i| i.payload).collect()
+}
+
+/// The tiered program paying invoice credits instead of cash. Billing hears of
+/// a credit's adjustment entries: those made before the credit was handed over
+/// travel in it (net), a clawback after it was applied goes as a
+/// `credit_adjustment` row of its own, each once.
+#[tokio::test]
+async fn billing_hears_of_a_credits_adjustments_once_net_or_on_their_own() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let slug = "tiered-credit";
+        apply(&app, &TIERED.replace("tiered-cash", slug).replace(r#"kind = "cash""#, r#"kind = "credit""#)).await;
+        let a = payee(&app, &[slug]).await;
+        // 10 (1 Mar), 25 (1 May), then a late 30 (1 Apr): the 25 follow 40 and
+        // are re-priced from $2,500 to $3,750 by an entry, before any hand-over.
+        let (_, first) = tiered_won(&app, slug, &a, 10, "2026-03-01").await;
+        let (second_referral, second) = tiered_won(&app, slug, &a, 25, "2026-05-01").await;
+        let (_, late) = tiered_won(&app, slug, &a, 30, "2026-04-01").await;
+        let entry = get_reward(&app, &id(&second)).await["adjustments"][0].clone();
+        assert_eq!(entry["amount"]["amount_minor"], 1_250_00, "{e}: {entry}");
+
+        let now = jiff::Timestamp::now();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        let rows = billing_rows(&app).await;
+        let of = |reward: &Value| rows.iter().find(|r| r["reward_id"] == reward["id"]).expect("a row").clone();
+        assert_eq!(rows.len(), 3, "{e}: {rows:?}");
+        assert_eq!(of(&first)["amount"]["amount_minor"], 1_000_00, "{e}");
+        assert_eq!(of(&late)["amount"]["amount_minor"], 3_000_00, "{e}");
+        let net = of(&second);
+        assert_eq!((net["type"].as_str(), &net["amount"]["amount_minor"]), (Some("credit"), &json!(3_750_00)), "{e}");
+        assert_eq!(net["adjustment_ids"], json!([entry["id"]]), "{e}: {net}");
+
+        // Applied, then refunded: the clawback is billing's to take back.
+        let res = send(&app, Method::POST, &format!("/rewards/{}/applied", id(&second)), json!({})).await;
+        assert_eq!(json_of(&app, res, StatusCode::OK).await["status"], "paid", "{e}");
+        refund(&app, slug, &second_referral, "2026-09-01T00:00:00Z").await;
+        let entries = get_reward(&app, &id(&second)).await["adjustments"].as_array().unwrap().clone();
+        let clawback = entries.iter().find(|a| a["kind"] == "clawback").expect("a clawback").clone();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        let rows = billing_rows(&app).await;
+        assert_eq!(rows.len(), 4, "{e}: one more row: {rows:?}");
+        let row = rows.iter().find(|r| r["type"] == "credit_adjustment").expect("a credit_adjustment row");
+        assert_eq!(row["reward_id"], second["id"], "{e}: {row}");
+        assert_eq!(row["adjustment_id"], clawback["id"], "{e}: {row}");
+        assert_eq!((row["adjustment_kind"].as_str(), &row["amount"]), (Some("clawback"), &clawback["amount"]), "{e}");
+        assert!(clawback["amount"]["amount_minor"].as_i64().unwrap() < 0, "{e}: {clawback}");
+        assert_eq!(row["recipient"]["participant_id"], a.id.as_str(), "{e}: {row}");
         app.stop().await;
     }
 }
