@@ -453,32 +453,60 @@ macro_rules! move_reward {
     };
 }
 
-/// Approved credits and plan upgrades not yet handed to billing, oldest first,
-/// with what the hand-over message says. `$hint` names the partial index:
-/// SQLite 3.51 prefers `rewards_status_release` and sorts every approved reward
-/// (0.4 s a batch at a million referrals), even with statistics.
-macro_rules! billing_due {
-    ($hint:literal) => {
+/// Runs `$sql` (`UPDATE … SET marker = $2 WHERE id = $1 AND marker IS NULL`)
+/// for `$id` in `$tx`: whether this call set the marker, so that of two
+/// replicas only one writes the message it stands for.
+macro_rules! mark_once {
+    ($tx:expr, $sql:expr, $id:expr, $now:expr) => {
+        async {
+            let set = sqlx::query($sql).bind($id).bind(micros($now)).execute(&mut *$tx).await?.rows_affected();
+            Ok::<bool, sqlx::Error>(set == 1)
+        }
+    };
+}
+
+/// Credits and plan upgrades with what a billing message says, chosen by
+/// `$where`, oldest first. `$hint` names the partial index that answers
+/// `$where` on SQLite: its 3.51 planner prefers `rewards_status_release` and
+/// sorts every reward of the status (0.4 s a batch at a million referrals),
+/// even with statistics.
+macro_rules! billing_rows {
+    ($hint:literal, $where:expr) => {
         concat!(
             "SELECT r.id, r.kind, r.beneficiary, r.participant_id, r.referral_id, r.amount_minor, r.currency,
-                    r.plan, r.months, g.slug, p.email, f.prospect_email, f.prospect_external_id
+                    r.plan, r.months, r.void_reason, g.slug, p.email, f.prospect_email, f.prospect_external_id
              FROM rewards r ",
             $hint,
             " JOIN programs g ON g.id = r.program_id
                   JOIN referrals f ON f.id = r.referral_id
                   LEFT JOIN participants p ON p.id = r.participant_id
-             WHERE r.status = 'approved' AND r.kind IN ('credit', 'plan_upgrade') AND r.billing_handed_at IS NULL
-             ORDER BY r.id LIMIT $1"
+             WHERE ",
+            $where,
+            " ORDER BY r.id LIMIT $1"
         )
     };
 }
-const BILLING_DUE: &str = billing_due!("");
-const BILLING_DUE_SQLITE: &str = billing_due!("INDEXED BY rewards_billing_due");
+/// Approved, not yet handed to billing.
+macro_rules! billing_due {
+    () => {
+        "r.status = 'approved' AND r.kind IN ('credit', 'plan_upgrade') AND r.billing_handed_at IS NULL"
+    };
+}
+/// Handed to billing, voided since, and billing not yet told.
+macro_rules! billing_voided {
+    () => {
+        "r.status = 'voided' AND r.billing_handed_at IS NOT NULL AND r.billing_voided_at IS NULL"
+    };
+}
+const BILLING_DUE: &str = billing_rows!("", billing_due!());
+const BILLING_DUE_SQLITE: &str = billing_rows!("INDEXED BY rewards_billing_due", billing_due!());
+const BILLING_VOIDED: &str = billing_rows!("", billing_voided!());
+const BILLING_VOIDED_SQLITE: &str = billing_rows!("INDEXED BY rewards_billing_void_due", billing_voided!());
 
 /// Adjustment entries on credits billing already has and has not heard of, with
 /// the credit's message fields (the entry's amount in `amount_minor`).
 const BILLING_ENTRIES_DUE: &str = "SELECT r.id, r.kind, r.beneficiary, r.participant_id, r.referral_id,
-        a.amount_minor, a.currency, r.plan, r.months, g.slug, p.email, f.prospect_email, f.prospect_external_id,
+        a.amount_minor, a.currency, r.plan, r.months, r.void_reason, g.slug, p.email, f.prospect_email, f.prospect_external_id,
         a.id AS adjustment_id, a.kind AS adjustment_kind, a.explanation
      FROM reward_adjustments a JOIN rewards r ON r.id = a.reward_id
           JOIN programs g ON g.id = r.program_id
@@ -500,6 +528,7 @@ struct BillingRow {
     currency: String,
     plan: Option<String>,
     months: Option<i64>,
+    void_reason: Option<String>,
     slug: String,
     email: Option<String>,
     prospect_email: Option<String>,
@@ -1165,8 +1194,9 @@ impl Store {
     /// transaction as the marker that makes a second hand-over impossible,
     /// `batch` rewards per transaction. A credit goes net of its adjustment
     /// entries so far; an entry made after its credit was handed over goes as
-    /// a `credit_adjustment` row of its own. Safe beside other replicas doing
-    /// the same. Returns how many rows were written.
+    /// a `credit_adjustment` row of its own, and a reward voided after it was
+    /// handed over as a `cancel` row. Safe beside other replicas doing the
+    /// same. Returns how many rows were written.
     pub async fn hand_over_to_billing(&self, now: Timestamp, batch: u32) -> Result<u64> {
         let mut total = 0;
         loop {
@@ -1226,16 +1256,8 @@ impl Store {
                 let late: Vec<BillingEntryRow> =
                     sqlx::query_as(BILLING_ENTRIES_DUE).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
                 for a in &late {
-                    let marked = sqlx::query(
-                        "UPDATE reward_adjustments SET billing_handed_at = $2 WHERE id = $1 AND billing_handed_at IS NULL",
-                    )
-                    .bind(a.adjustment_id)
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !marked {
+                    let sql = "UPDATE reward_adjustments SET billing_handed_at = $2 WHERE id = $1 AND billing_handed_at IS NULL";
+                    if !mark_once!(tx, sql, a.adjustment_id, now).await? {
                         continue;
                     }
                     let mut payload = a.reward.payload("credit_adjustment");
@@ -1246,8 +1268,22 @@ impl Store {
                     enqueue!(&mut *tx, Uuid::now_v7(), BILLING, &payload, now).await?;
                     handed += 1;
                 }
+                // Voided after billing had them: billing takes them back.
+                let voids = if crate::ledger::is_postgres(&tx) { BILLING_VOIDED } else { BILLING_VOIDED_SQLITE };
+                let voided: Vec<BillingRow> = sqlx::query_as(voids).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
+                for r in &voided {
+                    let sql = "UPDATE rewards SET billing_voided_at = $2 WHERE id = $1 AND billing_voided_at IS NULL";
+                    if !mark_once!(tx, sql, r.id, now).await? {
+                        continue;
+                    }
+                    let mut payload = r.payload("cancel");
+                    payload["cancels"] = json!(r.kind);
+                    payload["reason"] = json!(r.void_reason);
+                    enqueue!(&mut *tx, Uuid::now_v7(), BILLING, &payload, now).await?;
+                    handed += 1;
+                }
                 tx.commit().await?;
-                (rows.len().max(late.len()), handed)
+                (rows.len().max(late.len()).max(voided.len()), handed)
             });
             total += handed;
             // Fewer than a batch: none is left. None handed: another replica has them.

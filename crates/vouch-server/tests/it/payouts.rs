@@ -1344,3 +1344,40 @@ async fn billing_hears_of_a_credits_adjustments_once_net_or_on_their_own() {
         app.stop().await;
     }
 }
+
+/// Finance voids a credit billing already has: billing is told to take it back,
+/// once; a credit voided before any hand-over is never mentioned to billing.
+#[tokio::test]
+async fn a_credit_voided_after_its_hand_over_is_cancelled_with_billing_once() {
+    for db in TestDatabase::all().await {
+        let app = spawn(db).await;
+        let e = app.engine;
+        let a = payee(&app, &["customer-credit"]).await;
+        let handed = id(&reward(&app, "customer-credit", &a).await);
+        let never = id(&reward(&app, "customer-credit", &a).await);
+        let void = |reward: String| {
+            let app = &app;
+            async move {
+                let body = json!({"reason": "the referred customer cancelled within the trial"});
+                let res = send(app, Method::POST, &format!("/rewards/{reward}/void"), body).await;
+                assert_eq!(json_of(app, res, StatusCode::OK).await["status"], "voided", "{}", app.engine);
+            }
+        };
+        void(never.clone()).await;
+        let now = jiff::Timestamp::now();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        assert_eq!(billing_rows(&app).await.len(), 1, "{e}: only the approved credit is handed over");
+
+        void(handed.clone()).await;
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        vouch_server::fulfilment::hand_over_all(&app.store, now).await.unwrap();
+        let rows = billing_rows(&app).await;
+        assert_eq!(rows.len(), 2, "{e}: one cancellation: {rows:?}");
+        let cancel = rows.iter().find(|r| r["type"] == "cancel").expect("a cancel row");
+        assert_eq!((cancel["reward_id"].as_str(), cancel["cancels"].as_str()), (Some(handed.as_str()), Some("credit")));
+        assert_eq!(cancel["reason"], "the referred customer cancelled within the trial", "{e}: {cancel}");
+        assert_eq!(cancel["recipient"]["participant_id"], a.id.as_str(), "{e}: {cancel}");
+        assert!(rows.iter().all(|r| r["reward_id"] != never.as_str()), "{e}: {rows:?}");
+        app.stop().await;
+    }
+}
