@@ -642,7 +642,7 @@ pub(crate) struct CapInputs {
 }
 
 /// Computes what `rule` pays for one occurrence of its trigger. A per-unit
-/// rule's price comes from `in_order` (see [`price_in_order`]).
+/// rule's price comes from `in_order` (see [`price_each_in_order`]).
 pub(crate) fn plan_reward(
     rule: &RewardRule,
     definition: &ProgramDefinition,

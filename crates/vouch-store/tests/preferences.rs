@@ -9,31 +9,12 @@ use serde_json::json;
 use uuid::Uuid;
 use vouch_domain::notify::StageUpdates;
 use vouch_domain::referral::{FactKind, Status, person_key};
-use vouch_domain::{Email, EnrollmentId, ParticipantId, ParticipantKind, ReferralCode};
-use vouch_store::{FactProspect, NewEnrollment, NewFact, Store, StoreError, StoredProgram};
+use vouch_domain::{Email, ParticipantId};
+use vouch_store::{FactProspect, NewFact, Store, StoreError, StoredProgram};
 
 mod common;
 
 use common::*;
-
-/// Enrolls `email` with `code`, answering the participant.
-async fn enroll(store: &Store, program: &StoredProgram, email: &str, code: &str) -> (ParticipantId, ReferralCode) {
-    let new = NewEnrollment {
-        program_id: program.id,
-        participant_id: ParticipantId(Uuid::now_v7()),
-        enrollment_id: EnrollmentId(Uuid::now_v7()),
-        email: Email::parse(email).unwrap(),
-        name: "Jane Referrer".into(),
-        kind: ParticipantKind::Customer,
-        team: None,
-        company: None,
-        code: ReferralCode::parse(code).unwrap(),
-        vanity: true,
-        now: at(1),
-    };
-    let done = store.enroll(&new, |_| true).await.expect("enroll");
-    (done.participant_id, done.code)
-}
 
 fn fact(program: &StoredProgram, kind: FactKind, email: &str, when: i64) -> NewFact {
     let e = Email::parse(email).unwrap();
@@ -72,7 +53,7 @@ async fn stage_updates_to(store: &Store, to: &str) -> Vec<(Uuid, String)> {
 async fn a_preference_defaults_to_all_is_kept_and_needs_a_participant() {
     for_each_engine(async |store, e| {
         let p = program(&store, "agent-gift-card").await;
-        let (jane, _) = enroll(&store, &p, "jane@jane.example", "JANE-1").await;
+        let (jane, _) = enrolled(&store, &p, "jane@jane.example", "JANE-1").await;
         assert_eq!(store.stage_updates(jane).await.unwrap(), StageUpdates::All, "{e}");
         for wanted in [StageUpdates::None, StageUpdates::WonOnly, StageUpdates::All] {
             store.set_stage_updates(jane, wanted, at(5)).await.unwrap();
@@ -89,7 +70,7 @@ async fn a_preference_defaults_to_all_is_kept_and_needs_a_participant() {
 async fn a_fact_that_changes_the_stage_queues_one_stage_update_named_after_the_fact() {
     for_each_engine(async |store, e| {
         let p = program(&store, "agent-gift-card").await;
-        let (_, code) = enroll(&store, &p, "jane@jane.example", "JANE-1").await;
+        let (_, code) = enrolled(&store, &p, "jane@jane.example", "JANE-1").await;
         create(&store, &p, &code, "bob@bob.example").await;
         let won = fact(&p, FactKind::Won, "bob@bob.example", 100);
         store.record_fact(&won, None).await.expect("record");
@@ -105,8 +86,8 @@ async fn a_fact_that_changes_the_stage_queues_one_stage_update_named_after_the_f
 async fn a_referrer_who_wants_won_only_hears_of_the_won_and_one_who_wants_none_of_nothing() {
     for_each_engine(async |store, e| {
         let p = program(&store, "agent-gift-card").await;
-        let (jane, jane_code) = enroll(&store, &p, "jane@jane.example", "JANE-1").await;
-        let (john, john_code) = enroll(&store, &p, "john@john.example", "JOHN-1").await;
+        let (jane, jane_code) = enrolled(&store, &p, "jane@jane.example", "JANE-1").await;
+        let (john, john_code) = enrolled(&store, &p, "john@john.example", "JOHN-1").await;
         store.set_stage_updates(jane, StageUpdates::WonOnly, at(2)).await.unwrap();
         store.set_stage_updates(john, StageUpdates::None, at(2)).await.unwrap();
         create(&store, &p, &jane_code, "bob@bob.example").await;
@@ -127,7 +108,7 @@ async fn a_referrer_who_wants_won_only_hears_of_the_won_and_one_who_wants_none_o
 async fn the_ip_hashes_recorded_for_a_referrer_reach_attribution() {
     for_each_engine(async |store, e| {
         let p = program(&store, "agent-gift-card").await;
-        let (jane, code) = enroll(&store, &p, "jane@jane.example", "JANE-1").await;
+        let (jane, code) = enrolled(&store, &p, "jane@jane.example", "JANE-1").await;
         store.record_participant_ip(jane, "hash-b", at(2)).await.unwrap();
         store.record_participant_ip(jane, "hash-a", at(3)).await.unwrap();
         store.record_participant_ip(jane, "hash-b", at(4)).await.unwrap();

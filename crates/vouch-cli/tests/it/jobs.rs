@@ -195,30 +195,36 @@ async fn jobs_run_refuses_an_unusable_smtp_url_with_exit_2() {
     assert!(!ran.stderr.contains("ftp://mail.example.org"), "the URL may hold a password: {}", ran.stderr);
 }
 
-/// A referral of the per-technician program won with 10 technicians on
-/// `contract_date`, made straight through the store.
-async fn won_per_technician(store: &Store, contract_date: &str) -> vouch_domain::referral::ReferralId {
+/// A referral of the example program `slug`, made and won straight through the
+/// store: with `units` and a `contract_date` (the `won` happening that day), or
+/// without them (happening now).
+async fn won_through_store(
+    store: &Store,
+    slug: &str,
+    units: Option<i64>,
+    contract_date: Option<&str>,
+) -> vouch_domain::referral::ReferralId {
     use vouch_domain::referral::{AttributionInput, FactKind, ReferralId, Rules, Source, attribute};
     use vouch_store::{FactProspect, NewFact, NewProspect, NewReferral};
 
-    crate::apply(store, &crate::example("per-technician")).await;
-    let program = store.program("per-technician").await.expect("program");
+    crate::apply(store, &crate::example(slug)).await;
+    let program = store.program(slug).await.expect("program");
     let u = &Uuid::now_v7().simple().to_string()[20..];
+    let now = Timestamp::now();
     let new = NewEnrollment {
         program_id: program.id,
         participant_id: ParticipantId(Uuid::now_v7()),
         enrollment_id: EnrollmentId(Uuid::now_v7()),
-        email: Email::parse(&format!("tech-{u}@example.org")).expect("email"),
+        email: Email::parse(&format!("referrer-{u}@example.org")).expect("email"),
         name: "Test Referrer".into(),
         kind: ParticipantKind::Customer,
         team: None,
         company: None,
-        code: ReferralCode::parse(&format!("TECH{u}")).expect("code"),
+        code: ReferralCode::parse(&format!("TEST{u}")).expect("code"),
         vanity: true,
-        now: Timestamp::now(),
+        now,
     };
     let code = store.enroll(&new, |k| program.definition.is_eligible(k)).await.expect("enroll").code;
-    let now = Timestamp::now();
     let referral = NewReferral {
         id: ReferralId(Uuid::now_v7()),
         program_id: program.id,
@@ -253,17 +259,21 @@ async fn won_per_technician(store: &Store, contract_date: &str) -> vouch_domain:
         })
         .await
         .expect("create referral");
+    let occurred_at = match contract_date {
+        Some(day) => format!("{day}T15:00:00Z").parse().expect("instant"),
+        None => now,
+    };
     let won = NewFact {
         id: Uuid::now_v7(),
         program_id: program.id,
         kind: FactKind::Won,
-        occurred_at: format!("{contract_date}T15:00:00Z").parse().expect("instant"),
+        occurred_at,
         event_id: None,
         referral_id: Some(created.id),
         prospect: FactProspect::default(),
-        units: Some(10),
+        units,
         value: None,
-        contract_date: Some(contract_date.into()),
+        contract_date: contract_date.map(str::to_string),
         raw: serde_json::json!({}),
         actor: "tests".into(),
         now,
@@ -278,7 +288,7 @@ async fn jobs_run_releases_a_due_hold_once() {
         let engine = db.engine;
         let store = db.open().await;
         // Contract date + 2 months is long past on the wall clock.
-        let referral = won_per_technician(&store, "2025-01-10").await;
+        let referral = won_through_store(&store, "per-technician", Some(10), Some("2025-01-10")).await;
         let filter = vouch_store::RewardFilter { referral: Some(referral), ..Default::default() };
         let reward = store.rewards(&filter, None, 10).await.expect("rewards").remove(0);
         assert_eq!(reward.status, vouch_store::RewardStatus::Pending, "{engine}");
@@ -307,80 +317,10 @@ async fn jobs_run_releases_a_due_hold_once() {
 }
 
 /// A referral of the customer-credit program (USD 100.00 invoice credit,
-/// approved at once) won, made straight through the store; its reward's id.
+/// approved at once) won; its reward's id.
 async fn won_customer_credit(store: &Store) -> Uuid {
-    use vouch_domain::referral::{AttributionInput, FactKind, ReferralId, Rules, Source, attribute};
-    use vouch_store::{FactProspect, NewFact, NewProspect, NewReferral};
-
-    crate::apply(store, &crate::example("customer-credit")).await;
-    let program = store.program("customer-credit").await.expect("program");
-    let u = &Uuid::now_v7().simple().to_string()[20..];
-    let now = Timestamp::now();
-    let new = NewEnrollment {
-        program_id: program.id,
-        participant_id: ParticipantId(Uuid::now_v7()),
-        enrollment_id: EnrollmentId(Uuid::now_v7()),
-        email: Email::parse(&format!("lead-{u}@example.org")).expect("email"),
-        name: "Test Referrer".into(),
-        kind: ParticipantKind::Customer,
-        team: None,
-        company: None,
-        code: ReferralCode::parse(&format!("CRED{u}")).expect("code"),
-        vanity: true,
-        now,
-    };
-    let code = store.enroll(&new, |k| program.definition.is_eligible(k)).await.expect("enroll").code;
-    let referral = NewReferral {
-        id: ReferralId(Uuid::now_v7()),
-        program_id: program.id,
-        program_version_id: program.version_id,
-        code,
-        source: Source::Lead,
-        prospect: NewProspect {
-            email: Some(Email::parse(&format!("bob@prospect-{u}.example")).expect("email")),
-            ..NewProspect::default()
-        },
-        consent: None,
-        note: None,
-        actor: "tests".into(),
-        now,
-        recent_since: now,
-        registry_domain: None,
-    };
-    let rules = Rules::from_program(&program.definition);
-    let created = store
-        .create_referral(&referral, |facts| {
-            attribute(&AttributionInput {
-                rules: rules.clone(),
-                referrer: facts.referrer.clone(),
-                prospect: facts.prospect.clone(),
-                source: Source::Lead,
-                now,
-                in_registry: facts.registry_match.is_some(),
-                holder: facts.holder,
-                referrer_ip_hashes: Vec::new(),
-                recent_leads: facts.recent_leads,
-            })
-        })
-        .await
-        .expect("create referral");
-    let won = NewFact {
-        id: Uuid::now_v7(),
-        program_id: program.id,
-        kind: FactKind::Won,
-        occurred_at: now,
-        event_id: None,
-        referral_id: Some(created.id),
-        prospect: FactProspect::default(),
-        units: None,
-        value: None,
-        contract_date: None,
-        raw: serde_json::json!({}),
-        actor: "tests".into(),
-        now,
-    };
-    store.record_fact(&won, None).await.expect("record won");
-    let filter = vouch_store::RewardFilter { referral: Some(created.id), ..Default::default() };
+    let referral = won_through_store(store, "customer-credit", None, None).await;
+    let filter = vouch_store::RewardFilter { referral: Some(referral), ..Default::default() };
     let reward = store.rewards(&filter, None, 10).await.expect("rewards").remove(0);
     assert_eq!(reward.status, vouch_store::RewardStatus::Approved, "{}", store.engine());
     reward.id

@@ -118,7 +118,7 @@ impl TestApp {
         let store = db.open().await;
         let now = jiff::Timestamp::now();
         for (slug, source) in EXAMPLE_PROGRAMS {
-            apply(&store, source, now).await.with_context(|| format!("{engine}: apply {slug}"))?;
+            apply_to(&store, source, now).await.with_context(|| format!("{engine}: apply {slug}"))?;
         }
         let (api_key, _) = vouch_server::api_keys::create(&store, "tests", Scope::all(), now).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -355,7 +355,7 @@ impl TestApp {
             source.replacen(&format!("landing_url = \"{original}\""), &format!("landing_url = \"{landing_url}\""), 1);
         assert_ne!(edited, source, "the example {slug} has a landing_url line");
         assert_ne!(current, landing_url, "{slug} already leads to {landing_url}");
-        apply(&self.store, &edited, jiff::Timestamp::now()).await.expect("apply edited program");
+        apply_to(&self.store, &edited, jiff::Timestamp::now()).await.expect("apply edited program");
     }
 }
 
@@ -372,7 +372,7 @@ impl Drop for TestApp {
 pub const BROWSER_UA: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
-async fn apply(store: &Store, source: &str, now: jiff::Timestamp) -> Result<()> {
+async fn apply_to(store: &Store, source: &str, now: jiff::Timestamp) -> Result<()> {
     let definition = parse_program(source).map_err(|e| anyhow!("{e}"))?;
     let ids = (ProgramId(uuid::Uuid::now_v7()), ProgramVersionId(uuid::Uuid::now_v7()));
     store.apply_program(&definition, source, ids, now).await?;
@@ -499,4 +499,34 @@ pub async fn json_of(app: &TestApp, res: reqwest::Response, status: StatusCode) 
     let text = res.text().await.unwrap_or_default();
     assert_eq!(got, status, "{}: {text}", app.engine);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {text}", app.engine))
+}
+
+/// The CSV answer at `path` (200, `text/csv`), one map per row by column name.
+pub async fn csv_of(app: &TestApp, path: &str) -> Vec<BTreeMap<String, String>> {
+    let res = app.api_get(path).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}: {path}", app.engine);
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(ct.starts_with("text/csv"), "{}: {path} is CSV: {ct}", app.engine);
+    let text = res.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| headers.iter().map(str::to_string).zip(r.unwrap().iter().map(str::to_string)).collect())
+        .collect()
+}
+
+/// Applies a program file (a new program, or a new version of one) now.
+pub async fn apply(app: &TestApp, source: &str) {
+    apply_to(&app.store, source, jiff::Timestamp::now()).await.expect("apply the test program");
+}
+
+/// A lead for a fresh prospect at a company of their own, handed over with
+/// `code`; asserts the referral counts (`active`) and answers its id.
+pub async fn lead(app: &TestApp, slug: &str, code: &str) -> String {
+    let body = json!({"referrer_code": code, "prospect": {"email": company_email("bob")}, "consent": true});
+    let res = app.api(reqwest::Method::POST, &format!("/programs/{slug}/leads")).json(&body).send().await.unwrap();
+    let r = json_of(app, res, StatusCode::CREATED).await;
+    assert_eq!(r["status"], "active", "{}: {r}", app.engine);
+    r["id"].as_str().unwrap().to_string()
 }

@@ -14,7 +14,7 @@ use vouch_domain::{ProgramId, ProgramVersionId};
 use vouch_store::DatabaseConfig;
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, lead, pointers, uniq};
 
 const TECH: &str = "per-technician";
 const AGENT: &str = "agent-gift-card";
@@ -22,14 +22,6 @@ const AGENT: &str = "agent-gift-card";
 /// A server whose holds are released only when the test says so.
 async fn spawn(db: TestDatabase) -> TestApp {
     TestApp::spawn_with(db, |c| c.holds_interval = None).await
-}
-
-async fn lead(app: &TestApp, slug: &str, code: &str) -> String {
-    let body = json!({"referrer_code": code, "prospect": {"email": company_email("bob")}, "consent": true});
-    let res = app.api(Method::POST, &format!("/programs/{slug}/leads")).json(&body).send().await.unwrap();
-    let r = json_of(app, res, StatusCode::CREATED).await;
-    assert_eq!(r["status"], "active", "{}: {r}", app.engine);
-    r["id"].as_str().unwrap().to_string()
 }
 
 async fn event(app: &TestApp, body: Value) -> Value {

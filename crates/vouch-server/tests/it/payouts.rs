@@ -15,12 +15,10 @@ use std::collections::BTreeMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vouch_domain::program::parse_program;
-use vouch_domain::{ProgramId, ProgramVersionId};
 use vouch_store::DatabaseConfig;
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
+use crate::helpers::{TestApp, apply, company_email, csv_of, expect_problem, json_of, pointers, uniq};
 
 const IBAN_A: &str = "DE89 3704 0044 0532 0130 00";
 const IBAN_B: &str = "GB82 WEST 1234 5698 7654 32";
@@ -49,12 +47,6 @@ amount = {amount}
 approval = "{approval}"
 "#
     )
-}
-
-async fn apply(app: &TestApp, source: &str) {
-    let definition = parse_program(source).unwrap_or_else(|e| panic!("test program: {e}"));
-    let ids = (ProgramId(uuid::Uuid::now_v7()), ProgramVersionId(uuid::Uuid::now_v7()));
-    app.store.apply_program(&definition, source, ids, jiff::Timestamp::now()).await.expect("apply test program");
 }
 
 /// The test programs: USD cash ($150), EUR cash (€80), a USD gift card ($25),
@@ -233,31 +225,12 @@ async fn assert_paid_total_matches_items(app: &TestApp) {
     assert_eq!(rewards + settled, items, "{}: paid cash rewards and settled entries = paid payout items", app.engine);
 }
 
-fn parse_csv(text: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| headers.iter().map(str::to_string).zip(r.unwrap().iter().map(str::to_string)).collect())
-        .collect()
-}
-
-async fn csv_of(app: &TestApp, path: &str) -> Vec<BTreeMap<String, String>> {
-    let res = app.api_get(path).await;
-    assert_eq!(res.status(), StatusCode::OK, "{}: {path}", app.engine);
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    assert!(ct.starts_with("text/csv"), "{}: {path} is CSV: {ct}", app.engine);
-    parse_csv(&res.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_batch_from_chosen_rewards_pays_each_participant_once() {
     for db in TestDatabase::all().await {
         let app = spawn(db).await;
         let e = app.engine;
-        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
-        bank(&app, &a, IBAN_A).await;
-        bank(&app, &b, IBAN_B).await;
+        let (a, b) = banked_payees(&app, "cash-usd").await;
         let (a1, a2, b1) = (
             id(&reward(&app, "cash-usd", &a).await),
             id(&reward(&app, "cash-usd", &a).await),
@@ -392,9 +365,7 @@ async fn a_failed_item_puts_its_rewards_back_to_approved_and_batchable() {
     for db in TestDatabase::all().await {
         let app = spawn(db).await;
         let e = app.engine;
-        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
-        bank(&app, &a, IBAN_A).await;
-        bank(&app, &b, IBAN_B).await;
+        let (a, b) = banked_payees(&app, "cash-usd").await;
         let (a1, b1) = (id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &b).await));
         let batch = batch_of(&app, &[&a1, &b1]).await;
         let item_a = id(item_of(&batch, &a));
@@ -892,9 +863,7 @@ async fn a_batch_holding_a_reward_voided_meanwhile_is_not_paid_until_its_item_fa
     for db in TestDatabase::all().await {
         let app = spawn(db).await;
         let e = app.engine;
-        let (a, b) = (payee(&app, &["cash-usd"]).await, payee(&app, &["cash-usd"]).await);
-        bank(&app, &a, IBAN_A).await;
-        bank(&app, &b, IBAN_B).await;
+        let (a, b) = banked_payees(&app, "cash-usd").await;
         let (a1, b1) = (id(&reward(&app, "cash-usd", &a).await), id(&reward(&app, "cash-usd", &b).await));
         let batch = batch_of(&app, &[&a1, &b1]).await;
         // Finance voids one by hand while the batch is open.
@@ -954,13 +923,19 @@ approval = "auto"
 clawback = true
 "#;
 
+/// Two referrers of `slug`, paid by bank transfer (A and B).
+async fn banked_payees(app: &TestApp, slug: &'static str) -> (Payee, Payee) {
+    let (a, b) = (payee(app, &[slug]).await, payee(app, &[slug]).await);
+    bank(app, &a, IBAN_A).await;
+    bank(app, &b, IBAN_B).await;
+    (a, b)
+}
+
 /// A server with the tiered program and two of its referrers paid by bank transfer.
 async fn tiered_payees(db: TestDatabase) -> (TestApp, Payee, Payee) {
     let app = spawn(db).await;
     apply(&app, TIERED).await;
-    let (a, b) = (payee(&app, &["tiered-cash"]).await, payee(&app, &["tiered-cash"]).await);
-    bank(&app, &a, IBAN_A).await;
-    bank(&app, &b, IBAN_B).await;
+    let (a, b) = banked_payees(&app, "tiered-cash").await;
     (app, a, b)
 }
 

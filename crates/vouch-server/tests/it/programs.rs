@@ -8,13 +8,11 @@
 // Amounts are written as whole_cents: `150_00` is USD 150.00.
 #![allow(clippy::inconsistent_digit_grouping)]
 
-use std::collections::BTreeMap;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, company_email, json_of, uniq};
+use crate::helpers::{TestApp, company_email, csv_of, json_of, uniq};
 
 fn usd(minor: i64) -> Value {
     json!({"amount_minor": minor, "currency": "USD"})
@@ -112,23 +110,6 @@ async fn applied(app: &TestApp, reward: &str, reference: &str) {
     let done = post_ok(app, &format!("/rewards/{reward}/applied"), json!({"reference": reference})).await;
     assert_eq!(done["status"], "paid", "{}: {done}", app.engine);
     assert_eq!(status_of(app, reward).await, "paid", "{}", app.engine);
-}
-
-fn parse_csv(text: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| headers.iter().map(str::to_string).zip(r.unwrap().iter().map(str::to_string)).collect())
-        .collect()
-}
-
-async fn csv_of(app: &TestApp, path: &str) -> Vec<BTreeMap<String, String>> {
-    let res = app.api_get(path).await;
-    assert_eq!(res.status(), StatusCode::OK, "{}: {path}", app.engine);
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    assert!(ct.starts_with("text/csv"), "{}: {path} is CSV: {ct}", app.engine);
-    parse_csv(&res.text().await.unwrap())
 }
 
 #[tokio::test]

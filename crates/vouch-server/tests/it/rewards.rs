@@ -397,9 +397,7 @@ async fn raise_technician_rates(app: &TestApp, raise: i64) {
         assert!(edited.contains(&from), "the example states {from}");
         edited = edited.replacen(&from, &to, 1);
     }
-    let definition = vouch_domain::program::parse_program(&edited).unwrap();
-    let ids = (vouch_domain::ProgramId(uuid::Uuid::now_v7()), vouch_domain::ProgramVersionId(uuid::Uuid::now_v7()));
-    app.store.apply_program(&definition, &edited, ids, jiff::Timestamp::now()).await.unwrap();
+    crate::helpers::apply(app, &edited).await;
 }
 
 /// The program raises its rates by $20 between two referrals. A late `won`

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, company_email, expect_problem, json_of, pointers, uniq};
+use crate::helpers::{TestApp, company_email, expect_problem, json_of, lead, pointers, uniq};
 
 const TECH: &str = "per-technician";
 const DOUBLE: &str = "double-sided";
@@ -22,14 +22,6 @@ const DOUBLE: &str = "double-sided";
 fn shipped(slug: &str) -> String {
     let path = format!("{}/../../examples/programs/{slug}.toml", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn lead(app: &TestApp, slug: &str, code: &str) -> String {
-    let body = json!({"referrer_code": code, "prospect": {"email": company_email("bob")}, "consent": true});
-    let res = app.api(Method::POST, &format!("/programs/{slug}/leads")).json(&body).send().await.unwrap();
-    let r = json_of(app, res, StatusCode::CREATED).await;
-    assert_eq!(r["status"], "active", "{}: {r}", app.engine);
-    r["id"].as_str().unwrap().to_string()
 }
 
 async fn event(app: &TestApp, body: Value) {

@@ -9,11 +9,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vouch_domain::program::parse_program;
-use vouch_domain::{ProgramId, ProgramVersionId};
 use vouch_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, company_email, json_of, uniq};
+use crate::helpers::{TestApp, apply, company_email, json_of, lead, uniq};
 
 const QUALIFIED: &str = "qualified-lead";
 
@@ -88,20 +86,6 @@ amount = 40_00
 max_per_referral = 30_00
 approval = "manual"
 "#;
-
-async fn apply(app: &TestApp, source: &str) {
-    let definition = parse_program(source).expect("the test program is valid");
-    let ids = (ProgramId(uuid::Uuid::now_v7()), ProgramVersionId(uuid::Uuid::now_v7()));
-    app.store.apply_program(&definition, source, ids, jiff::Timestamp::now()).await.expect("apply the test program");
-}
-
-async fn lead(app: &TestApp, slug: &str, code: &str) -> String {
-    let body = json!({"referrer_code": code, "prospect": {"email": company_email("bob")}, "consent": true});
-    let res = app.api(Method::POST, &format!("/programs/{slug}/leads")).json(&body).send().await.unwrap();
-    let r = json_of(app, res, StatusCode::CREATED).await;
-    assert_eq!(r["status"], "active", "{}: {r}", app.engine);
-    r["id"].as_str().unwrap().to_string()
-}
 
 /// Sends a fact about the referral; `extra` adds fields (units, value, ...).
 async fn fact(app: &TestApp, slug: &str, referral: &str, kind: &str, at: &str, extra: Value) -> Value {

@@ -36,6 +36,16 @@ pub async fn program(store: &Store, slug: &str) -> StoredProgram {
 }
 
 pub async fn referrer(store: &Store, program: &StoredProgram, email: &str, code: &str) -> ReferralCode {
+    enrolled(store, program, email, code).await.1
+}
+
+/// Enrolls `email` with `code`: the participant and their code.
+pub async fn enrolled(
+    store: &Store,
+    program: &StoredProgram,
+    email: &str,
+    code: &str,
+) -> (ParticipantId, ReferralCode) {
     let new = NewEnrollment {
         program_id: program.id,
         participant_id: ParticipantId(Uuid::now_v7()),
@@ -49,7 +59,8 @@ pub async fn referrer(store: &Store, program: &StoredProgram, email: &str, code:
         vanity: true,
         now: at(1),
     };
-    store.enroll(&new, |_| true).await.expect("enroll").code
+    let done = store.enroll(&new, |_| true).await.expect("enroll");
+    (done.participant_id, done.code)
 }
 
 pub fn new_referral(program: &StoredProgram, code: &ReferralCode, prospect: &str, now: Timestamp) -> NewReferral {
