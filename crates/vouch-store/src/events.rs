@@ -27,7 +27,7 @@ use crate::referrals::{
     AttributionFacts, CreateReferralError, EventRow, INSERT_EVENT, NewReferral, ReferralEvent, ReferralEventKind,
     SELECT_EVENTS, stage_inputs,
 };
-use crate::{Result, Store, StoreError, micros, on_read, on_write_tx, timestamp};
+use crate::{Result, Store, StoreError, micros, on_fast_tx, on_read, timestamp};
 
 /// A fact to record. Ids and times are the caller's.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ macro_rules! find_holder {
     ($exec:expr, $program:expr, $prospect:expr) => {
         async {
             if let Some(ext) = $prospect.external_id.as_deref() {
-                let found: Option<(Uuid,)> = sqlx::query_as(FIND_HOLDER_BY_EXTERNAL_ID)
+                let found: Option<(Uuid,)> = $crate::sql::query_as(FIND_HOLDER_BY_EXTERNAL_ID)
                     .bind($program.0)
                     .bind(ext)
                     .fetch_optional(&mut *$exec)
@@ -163,7 +163,7 @@ macro_rules! find_holder {
                 }
             }
             if let Some(key) = $prospect.person_key.as_deref() {
-                let found: Option<(Uuid,)> = sqlx::query_as(FIND_HOLDER_BY_PERSON)
+                let found: Option<(Uuid,)> = $crate::sql::query_as(FIND_HOLDER_BY_PERSON)
                     .bind($program.0)
                     .bind(key)
                     .fetch_optional(&mut *$exec)
@@ -238,11 +238,11 @@ impl Store {
     ) -> std::result::Result<(FactOutcome, Option<Result<Decision, CreateReferralError>>), RecordFactError> {
         let postgres = self.engine() == "postgres";
         let mut created = None;
-        let outcome = on_write_tx!(self, tx, RecordFactError => {
+        let outcome = on_fast_tx!(self, tx, RecordFactError => {
             let mut named = new.referral_id;
             if let Some((signup, registry_match)) = &signup {
                 let seen: Option<(Uuid,)> = match &new.event_id {
-                    Some(id) => sqlx::query_as("SELECT id FROM facts WHERE program_id = $1 AND event_id = $2")
+                    Some(id) => crate::sql::query_as("SELECT id FROM facts WHERE program_id = $1 AND event_id = $2")
                         .bind(new.program_id.0)
                         .bind(id)
                         .fetch_optional(&mut *tx)
@@ -268,7 +268,7 @@ impl Store {
             };
             let locked: Option<LockedRow> = match referral {
                 Some(id) => {
-                    let row: Option<LockedRow> = sqlx::query_as(LOCK_REFERRAL)
+                    let row: Option<LockedRow> = crate::sql::query_as(LOCK_REFERRAL)
                         .bind(id.0)
                         .bind(new.program_id.0)
                         .fetch_optional(&mut *tx)
@@ -280,7 +280,7 @@ impl Store {
                 }
                 None => None,
             };
-            let inserted = sqlx::query(INSERT_FACT)
+            let inserted = crate::sql::query(INSERT_FACT)
                 .bind(new.id)
                 .bind(new.program_id.0)
                 .bind(referral.map(|r| r.0))
@@ -298,7 +298,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if inserted.rows_affected() == 0 {
-                let original: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(FIND_ORIGINAL)
+                let original: Option<(Uuid, Option<Uuid>)> = crate::sql::query_as(FIND_ORIGINAL)
                     .bind(new.program_id.0)
                     .bind(new.event_id.as_deref())
                     .bind(referral.map(|r| r.0))
@@ -310,7 +310,7 @@ impl Store {
                     original.ok_or_else(|| StoreError::Corrupt(format!("fact {}: duplicate of nothing", new.id)))?;
                 let original_referral = original_referral.map(ReferralId);
                 let stage: Option<(String,)> = match original_referral {
-                    Some(r) => sqlx::query_as("SELECT stage FROM referrals WHERE id = $1")
+                    Some(r) => crate::sql::query_as("SELECT stage FROM referrals WHERE id = $1")
                         .bind(r.0)
                         .fetch_optional(&mut *tx)
                         .await?,
@@ -341,7 +341,7 @@ impl Store {
                 "units": new.units, "contract_date": new.contract_date,
                 "value": new.value.as_ref().map(|(minor, currency)| json!({"amount_minor": minor, "currency": currency})),
             });
-            sqlx::query(INSERT_EVENT)
+            crate::sql::query(INSERT_EVENT)
                 .bind(Uuid::now_v7())
                 .bind(referral.0)
                 .bind(ReferralEventKind::Fact.as_str())
@@ -354,7 +354,7 @@ impl Store {
                 .bind(micros(new.now))
                 .execute(&mut *tx)
                 .await?;
-            let rows: Vec<EventRow> = sqlx::query_as(SELECT_EVENTS).bind(referral.0).fetch_all(&mut *tx).await?;
+            let rows: Vec<EventRow> = crate::sql::query_as(SELECT_EVENTS).bind(referral.0).fetch_all(&mut *tx).await?;
             let events = rows.into_iter().map(ReferralEvent::try_from).collect::<Result<Vec<_>>>()?;
             let (facts, moves) = stage_inputs(&events);
             let after = derive_stage(&facts, &moves);
@@ -364,7 +364,7 @@ impl Store {
             let cause = crate::rewards::AwardCause::fact(before, after, status, new.kind);
             let _awarded = crate::rewards::award!(tx, referral, cause, &new.actor, new.now).await?;
             crate::ledger::reverse_late!(tx, referral, new.kind, new.id, new.occurred_at, &new.actor, new.now).await?;
-            sqlx::query("UPDATE referrals SET stage = $2, updated_at = $3 WHERE id = $1")
+            crate::sql::query("UPDATE referrals SET stage = $2, updated_at = $3 WHERE id = $1")
                 .bind(referral.0)
                 .bind(after.as_str())
                 .bind(micros(new.now))
@@ -372,7 +372,7 @@ impl Store {
                 .await?;
             if after != before {
                 let data = json!({"derived": true, "fact": new.kind.as_str(), "fact_id": new.id.to_string()});
-                sqlx::query(INSERT_EVENT)
+                crate::sql::query(INSERT_EVENT)
                     .bind(Uuid::now_v7())
                     .bind(referral.0)
                     .bind(ReferralEventKind::Stage.as_str())
@@ -391,7 +391,7 @@ impl Store {
                 // referrer, when the version the referral is judged by says so.
                 let definition = match (after, status, convert, &email) {
                     (Stage::Won, Status::Active, Some(_), Some(_)) => {
-                        let (definition,): (String,) = sqlx::query_as(
+                        let (definition,): (String,) = crate::sql::query_as(
                             "SELECT v.definition FROM referrals r
                              JOIN program_versions v ON v.id = r.program_version_id WHERE r.id = $1",
                         )
@@ -409,7 +409,7 @@ impl Store {
                     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
                     // A new participant is a `customer`, if the program takes customers.
                     if definition.is_eligible(ParticipantKind::Customer) {
-                        sqlx::query(
+                        crate::sql::query(
                             "INSERT INTO participants (id, email, email_norm, name, kind, team, company, status,
                                 created_at)
                              VALUES ($1, $2, $3, $4, 'customer', NULL, NULL, 'active', $5)
@@ -424,7 +424,7 @@ impl Store {
                         .await?;
                     }
                     let known: Option<(Uuid, String, String)> =
-                        sqlx::query_as("SELECT id, kind, status FROM participants WHERE email_norm = $1")
+                        crate::sql::query_as("SELECT id, kind, status FROM participants WHERE email_norm = $1")
                             .bind(&email_norm)
                             .fetch_optional(&mut *tx)
                             .await?;
@@ -432,7 +432,7 @@ impl Store {
                     if !participant_id.is_nil() {
                         // The new customer's own rewards (a first-invoice credit)
                         // are theirs now: their balance shows them.
-                        sqlx::query(
+                        crate::sql::query(
                             "UPDATE rewards SET participant_id = $2
                              WHERE referral_id = $1 AND beneficiary = 'referee' AND participant_id IS NULL",
                         )
@@ -443,7 +443,7 @@ impl Store {
                     }
                     let eligible = ParticipantKind::parse(&kind).is_some_and(|k| definition.is_eligible(k));
                     if eligible && ParticipantStatus::parse(&pstatus) == Some(ParticipantStatus::Active) {
-                        let enrolled = sqlx::query(
+                        let enrolled = crate::sql::query(
                             "INSERT INTO enrollments (id, program_id, participant_id, created_at) VALUES ($1, $2, $3, $4)
                              ON CONFLICT (program_id, participant_id) DO NOTHING",
                         )
@@ -456,7 +456,7 @@ impl Store {
                         .rows_affected()
                             == 1;
                         if enrolled {
-                            let code = sqlx::query(
+                            let code = crate::sql::query(
                                 "INSERT INTO codes (code, enrollment_id, vanity, status, created_at)
                                  VALUES ($1, $2, FALSE, 'active', $3)",
                             )

@@ -4,7 +4,8 @@
 use jiff::Timestamp;
 use vouch_domain::ApiKeyId;
 
-use crate::{Result, Store, StoreError, micros, on_write, on_write_each};
+use crate::sql::{query, query_as};
+use crate::{Result, Store, StoreError, micros, on_fast_each, on_write};
 
 /// What a request with an Idempotency-Key should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +33,8 @@ impl Store {
         request_hash: &str,
         now: Timestamp,
     ) -> Result<IdempotencyClaim> {
-        on_write_each!(self, conn, StoreError => {
-            let inserted = sqlx::query(
+        on_fast_each!(self, conn, StoreError => {
+            let inserted = query(
                 "INSERT INTO idempotency_keys (api_key_id, key, request_hash, status, created_at)
                  VALUES ($1, $2, $3, 0, $4) ON CONFLICT (api_key_id, key) DO NOTHING",
             )
@@ -46,7 +47,7 @@ impl Store {
             if inserted.rows_affected() == 1 {
                 return Ok(IdempotencyClaim::New);
             }
-            let (hash, status, body, created_at): (String, i32, Option<String>, i64) = sqlx::query_as(
+            let (hash, status, body, created_at): (String, i32, Option<String>, i64) = query_as(
                 "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE api_key_id = $1 AND key = $2",
             )
             .bind(api_key.0)
@@ -62,7 +63,7 @@ impl Store {
             }
             if created_at + STALE_MICROS < micros(now) {
                 // Compare-and-set on the old claim time: of several retries, one wins.
-                let taken = sqlx::query(
+                let taken = query(
                     "UPDATE idempotency_keys SET created_at = $3
                      WHERE api_key_id = $1 AND key = $2 AND status = 0 AND created_at = $4",
                 )
@@ -82,8 +83,8 @@ impl Store {
 
     /// Records the answer to replay.
     pub async fn complete_idempotency_key(&self, api_key: ApiKeyId, key: &str, status: u16, body: &str) -> Result<()> {
-        on_write_each!(self, conn, StoreError => {
-            sqlx::query("UPDATE idempotency_keys SET status = $3, body = $4 WHERE api_key_id = $1 AND key = $2")
+        on_fast_each!(self, conn, StoreError => {
+            query("UPDATE idempotency_keys SET status = $3, body = $4 WHERE api_key_id = $1 AND key = $2")
                 .bind(api_key.0)
                 .bind(key)
                 .bind(i32::from(status))
@@ -96,13 +97,14 @@ impl Store {
 
     /// Forgets a claim whose request failed on our side, so a retry can run.
     pub async fn release_idempotency_key(&self, api_key: ApiKeyId, key: &str) -> Result<()> {
-        on_write!(self, p => sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND status = 0")
-            .bind(api_key.0)
-            .bind(key)
-            .execute(p)
-            .await
-            .map(|_| ()))?;
-        Ok(())
+        on_fast_each!(self, conn, StoreError => {
+            query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND status = 0")
+                .bind(api_key.0)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Drops records older than `before` (kept at least 24 hours by the caller).

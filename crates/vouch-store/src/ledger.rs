@@ -277,14 +277,14 @@ macro_rules! reverse_late {
             let fact = vouch_domain::reward::ledger::Reversal { kind, occurred_at: $occurred_at, fact: $fact_id };
             // The referrer's lock before the rewards', as awarding takes them:
             // a void re-prices the referrer's other rewards.
-            sqlx::query(LOCK_REFERRAL_REFERRER).bind(referral.0).execute(&mut *$tx).await?;
-            let select = if is_postgres(&$tx) { SELECT_REFERRAL_REWARDS_PG } else { SELECT_REFERRAL_REWARDS };
-            let rows: Vec<LedgerRow> = sqlx::query_as(select).bind(referral.0).fetch_all(&mut *$tx).await?;
+            $crate::sql::query(LOCK_REFERRAL_REFERRER).bind(referral.0).execute(&mut *$tx).await?;
+            let select = if $crate::sql::on_postgres(&*$tx) { SELECT_REFERRAL_REWARDS_PG } else { SELECT_REFERRAL_REWARDS };
+            let rows: Vec<LedgerRow> = $crate::sql::query_as(select).bind(referral.0).fetch_all(&mut *$tx).await?;
             let mut definitions = Definitions::default();
             for (id, _, version, rule_id, status, amount_minor, currency, release_at) in rows {
                 if !definitions.known(version) {
                     let (json,): (String,) =
-                        sqlx::query_as(SELECT_DEFINITION).bind(version).fetch_one(&mut *$tx).await?;
+                        $crate::sql::query_as(SELECT_DEFINITION).bind(version).fetch_one(&mut *$tx).await?;
                     definitions.insert(version, &json)?;
                 }
                 let rule = definitions.rule(version, &rule_id)?;
@@ -299,14 +299,14 @@ macro_rules! reverse_late {
                         // A reward in an open payout batch is not voided from
                         // under finance (the batch may be at the bank): it is
                         // recorded, and voided by hand once its item is failed.
-                        let batch: Option<(uuid::Uuid,)> = sqlx::query_as($crate::payouts::SELECT_OPEN_BATCH)
+                        let batch: Option<(uuid::Uuid,)> = $crate::sql::query_as($crate::payouts::SELECT_OPEN_BATCH)
                             .bind(id)
                             .fetch_optional(&mut *$tx)
                             .await?;
                         if let Some((batch,)) = batch {
                             let note = format!("not voided: in open payout batch {batch}; {reason}");
                             tracing::warn!(reward = %id, %batch, "a late reversal did not void a batched reward");
-                            sqlx::query(INSERT_LEDGER_EVENT)
+                            $crate::sql::query(INSERT_LEDGER_EVENT)
                                 .bind(uuid::Uuid::now_v7())
                                 .bind(id)
                                 .bind(Some(from))
@@ -318,7 +318,7 @@ macro_rules! reverse_late {
                                 .await?;
                             continue;
                         }
-                        let changed = sqlx::query(VOID)
+                        let changed = $crate::sql::query(VOID)
                             .bind(id)
                             .bind(from)
                             .bind(&reason)
@@ -328,7 +328,7 @@ macro_rules! reverse_late {
                             .rows_affected()
                             == 1;
                         if changed {
-                            sqlx::query(INSERT_LEDGER_EVENT)
+                            $crate::sql::query(INSERT_LEDGER_EVENT)
                                 .bind(uuid::Uuid::now_v7())
                                 .bind(id)
                                 .bind(Some(from))
@@ -347,7 +347,7 @@ macro_rules! reverse_late {
                         let currency = vouch_domain::Currency::parse(&currency)
                             .map_err(|_| $crate::StoreError::Corrupt(format!("reward {id}: currency")))?;
                         let entries: Vec<(i64, String)> =
-                            sqlx::query_as(SELECT_ADJUSTMENT_AMOUNTS).bind(id).fetch_all(&mut *$tx).await?;
+                            $crate::sql::query_as(SELECT_ADJUSTMENT_AMOUNTS).bind(id).fetch_all(&mut *$tx).await?;
                         let repriced: Vec<vouch_domain::Money> = entries
                             .iter()
                             .filter(|(_, k)| k == "reprice")
@@ -368,7 +368,7 @@ macro_rules! reverse_late {
                             fact.occurred_at,
                             fact.fact
                         );
-                        let inserted = sqlx::query(INSERT_ADJUSTMENT)
+                        let inserted = $crate::sql::query(INSERT_ADJUSTMENT)
                             .bind(uuid::Uuid::now_v7())
                             .bind(id)
                             .bind(amount.amount_minor)

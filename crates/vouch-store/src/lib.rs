@@ -1,7 +1,10 @@
 //! Vouch's storage: one [`Store`] handle with domain-typed methods, over SQLite
 //! (the embedded default) or Postgres (production). Both run the same SQL text
 //! (`$1` placeholders work on both); the `on_write!`/`on_read!` macros expand each
-//! query once per engine so the compiler checks both.
+//! query once per engine so the compiler checks both. The hot write paths
+//! (events, Idempotency-Key records) are written with the [`sql`] module
+//! instead, which on SQLite runs them on the writer's own connection (decision
+//! 0015).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -27,6 +30,7 @@ mod programs;
 pub mod referrals;
 pub mod rewards;
 pub mod simulate;
+mod sql;
 pub mod testing;
 
 pub use api_keys::ApiKeyRecord;
@@ -156,6 +160,9 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
+        /// The writer lock, holding the hot paths' own connection (see
+        /// [`sql::Lite`]): every write in this process takes it first.
+        writer: std::sync::Arc<tokio::sync::Mutex<sql::Lite>>,
     },
     Postgres(PgPool),
 }
@@ -184,7 +191,10 @@ pub(crate) use store_error_from_sqlx;
 macro_rules! on_write {
     ($store:expr, $p:ident => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { write: $p, .. } => $body,
+            $crate::Backend::Sqlite { write: $p, writer, .. } => {
+                let _writer = writer.lock().await;
+                $body
+            }
             $crate::Backend::Postgres($p) => $body,
         }
     };
@@ -208,7 +218,8 @@ macro_rules! on_read {
 macro_rules! on_write_tx {
     ($store:expr, $tx:ident, $err:ty => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { write, .. } => {
+            $crate::Backend::Sqlite { write, writer, .. } => {
+                let _writer = writer.lock().await;
                 let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
                 let result: std::result::Result<_, $err> = async { $body }.await;
                 match result {
@@ -233,18 +244,53 @@ macro_rules! on_write_tx {
         }
     };
 }
-/// Runs `$body`, whose statements each stand alone (autocommitted: one that
-/// fails undoes only itself), on a pooled write connection `$conn`. `$err` is
-/// the body's error type.
-macro_rules! on_write_each {
+/// Runs `$body` in a transaction `$tx` on the SQLite writer's own connection,
+/// behind the writer lock `$writer`; commits when it answers `Ok`.
+macro_rules! lite_tx {
+    ($writer:expr, $tx:ident, $err:ty => $body:expr) => {{
+        let mut lite = $writer.lock().await;
+        let mut $tx = $crate::sql::LiteTx::begin(&mut lite).await?;
+        let result: std::result::Result<_, $err> = async { $body }.await;
+        match result {
+            Ok(v) => {
+                $tx.commit()?;
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
+    }};
+}
+/// As [`on_write_tx!`], for a body written with [`sql`] only: on SQLite it
+/// runs whole on the writer's own connection (`$tx` a [`sql::LiteTx`]), with
+/// no hand-off between threads from its first statement to its commit.
+macro_rules! on_fast_tx {
+    ($store:expr, $tx:ident, $err:ty => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { writer, .. } => $crate::lite_tx!(writer, $tx, $err => $body),
+            $crate::Backend::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                let result: std::result::Result<_, $err> = async { $body }.await;
+                match result {
+                    Ok(v) => {
+                        $tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+}
+/// Runs `$body`, written with [`sql`] only, on a write connection `$conn`: on
+/// Postgres each statement stands alone (autocommitted); on SQLite the body is
+/// one transaction on the writer's own connection. `$err` is the body's error
+/// type.
+macro_rules! on_fast_each {
     ($store:expr, $conn:ident, $err:ty => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { write, .. } => {
-                let mut pooled = write.acquire().await?;
-                let $conn: &mut sqlx::SqliteConnection = &mut pooled;
-                let result: std::result::Result<_, $err> = async { $body }.await;
-                result
-            }
+            // One transaction: its statements run back to back under the writer
+            // lock anyway, and only BEGIN waits for another process.
+            $crate::Backend::Sqlite { writer, .. } => $crate::lite_tx!(writer, $conn, $err => $body),
             $crate::Backend::Postgres(p) => {
                 let mut pooled = p.acquire().await?;
                 let $conn: &mut sqlx::PgConnection = &mut pooled;
@@ -254,7 +300,7 @@ macro_rules! on_write_each {
         }
     };
 }
-pub(crate) use {on_read, on_write, on_write_each, on_write_tx};
+pub(crate) use {lite_tx, on_fast_each, on_fast_tx, on_read, on_write, on_write_tx};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -279,8 +325,9 @@ impl Store {
                 let write_options = options.clone().pragma("wal_autocheckpoint", "0");
                 let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_options).await?;
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+                let lite = sql::Lite::open(&dir.join("vouch.db"))?;
                 tokio::spawn(checkpoint_wal(read.clone()));
-                Backend::Sqlite { write, read }
+                Backend::Sqlite { write, read, writer: std::sync::Arc::new(tokio::sync::Mutex::new(lite)) }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -304,7 +351,10 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
+            Backend::Sqlite { write, writer, .. } => {
+                let _writer = writer.lock().await;
+                SQLITE_MIGRATIONS.run(write).await?
+            }
             Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -325,7 +375,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read } => {
+            Backend::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }

@@ -229,7 +229,7 @@ const CLAIM_SQLITE: &str = "UPDATE outbox SET next_attempt_at = $2, attempts = a
 /// such a function's future is not provably `Send`, rust-lang/rust#64552.)
 macro_rules! enqueue {
     ($exec:expr, $id:expr, $kind:expr, $payload:expr, $now:expr) => {
-        sqlx::query($crate::outbox::INSERT_OUTBOX)
+        $crate::sql::query($crate::outbox::INSERT_OUTBOX)
             .bind($id)
             .bind(String::from($kind))
             .bind(serde_json::Value::to_string($payload))
@@ -263,7 +263,8 @@ impl Store {
                     .fetch_all(p)
                     .await?
             }
-            Backend::Sqlite { write: p, .. } => {
+            Backend::Sqlite { write: p, writer, .. } => {
+                let _writer = writer.lock().await;
                 sqlx::query_as(CLAIM_SQLITE)
                     .bind(micros(now))
                     .bind(micros(until))

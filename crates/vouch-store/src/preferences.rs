@@ -66,11 +66,11 @@ macro_rules! stage_mail {
     ($tx:expr, $referral:expr, $stage:expr, $id:expr, $now:expr) => {
         async {
             let row: $crate::preferences::StageMailRow =
-                sqlx::query_as($crate::preferences::STAGE_MAIL).bind($referral.0).fetch_one(&mut *$tx).await?;
+                $crate::sql::query_as($crate::preferences::STAGE_MAIL).bind($referral.0).fetch_one(&mut *$tx).await?;
             let Some(payload) = $crate::preferences::stage_mail_payload(row, $stage)? else {
                 return Ok::<bool, $crate::StoreError>(false);
             };
-            let queued = sqlx::query(
+            let queued = $crate::sql::query(
                 "INSERT INTO outbox (id, kind, payload, status, attempts, next_attempt_at, created_at)
                  VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
             )
@@ -92,7 +92,7 @@ macro_rules! referrer_ip_hashes {
     ($exec:expr, $participant:expr) => {
         async {
             let rows: Vec<(String,)> =
-                sqlx::query_as("SELECT ip_hash FROM participant_ips WHERE participant_id = $1 ORDER BY ip_hash")
+                $crate::sql::query_as("SELECT ip_hash FROM participant_ips WHERE participant_id = $1 ORDER BY ip_hash")
                     .bind($participant)
                     .fetch_all($exec)
                     .await?;
@@ -169,6 +169,9 @@ impl Store {
 
     /// The IP hashes recorded for the participant, in hash order.
     pub async fn participant_ip_hashes(&self, participant: ParticipantId) -> Result<Vec<String>> {
-        Ok(on_read!(self, p => referrer_ip_hashes!(p, participant.0).await?))
+        Ok(on_read!(self, p => {
+            let mut conn = p.acquire().await?;
+            referrer_ip_hashes!(&mut *conn, participant.0).await?
+        }))
     }
 }

@@ -376,6 +376,8 @@ pub(crate) struct EventRow {
     recorded_at: i64,
 }
 
+crate::sql::lite_row!(EventRow { id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at });
+
 pub(crate) const SELECT_EVENTS: &str =
     "SELECT id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at
      FROM referral_events WHERE referral_id = $1 ORDER BY seq";
@@ -414,6 +416,18 @@ pub(crate) struct ReferrerRow {
     status: String,
 }
 
+crate::sql::lite_row!(ReferrerRow {
+    code_status,
+    enrollment_id,
+    program_id,
+    participant_id,
+    email,
+    kind,
+    team,
+    company,
+    status
+});
+
 pub(crate) const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS enrollment_id, e.program_id,
         pa.id AS participant_id, pa.email, pa.kind, pa.team, pa.company, pa.status
      FROM codes c
@@ -451,7 +465,7 @@ const TOUCH: &str = "UPDATE referrals SET updated_at = $2 WHERE id = $1 RETURNIN
 /// One timeline entry; `$exec` is a transaction.
 macro_rules! insert_event {
     ($exec:expr, $referral:expr, $kind:expr, $from:expr, $to:expr, $actor:expr, $note:expr, $data:expr, $at:expr) => {
-        sqlx::query($crate::referrals::INSERT_EVENT)
+        $crate::sql::query($crate::referrals::INSERT_EVENT)
             .bind(uuid::Uuid::now_v7())
             .bind($referral.0)
             .bind($kind.as_str())
@@ -891,7 +905,7 @@ macro_rules! create_referral_tx {
             let email_norm = new.prospect.email.as_ref().map(Email::normalized);
             let key = new.prospect.email.as_ref().map(vouch_domain::referral::person_key);
             let row: Option<ReferrerRow> =
-                sqlx::query_as(FIND_REFERRER).bind(new.code.as_str()).fetch_optional(&mut *$tx).await?;
+                $crate::sql::query_as(FIND_REFERRER).bind(new.code.as_str()).fetch_optional(&mut *$tx).await?;
             let row = match row {
                 Some(r) if r.program_id == new.program_id.0 => r,
                 _ => return Err(CreateReferralError::UnknownCode(new.code.to_string())),
@@ -900,12 +914,12 @@ macro_rules! create_referral_tx {
             let referrer = row.into_referrer()?;
             if let ReferralMail::Invite(invite) = mail {
                 if postgres {
-                    sqlx::query("SELECT id FROM participants WHERE id = $1 FOR UPDATE")
+                    $crate::sql::query("SELECT id FROM participants WHERE id = $1 FOR UPDATE")
                         .bind(referrer.participant.0)
                         .execute(&mut *$tx)
                         .await?;
                 }
-                let (sent,): (i64,) = sqlx::query_as(INVITES_SINCE)
+                let (sent,): (i64,) = $crate::sql::query_as(INVITES_SINCE)
                     .bind(referrer.participant.0)
                     .bind(new.program_id.0)
                     .bind(micros(invite.since))
@@ -916,7 +930,7 @@ macro_rules! create_referral_tx {
                 }
             }
             let known: Option<(Uuid, Option<String>)> = match &email_norm {
-                Some(norm) => sqlx::query_as("SELECT id, team FROM participants WHERE email_norm = $1")
+                Some(norm) => $crate::sql::query_as("SELECT id, team FROM participants WHERE email_norm = $1")
                     .bind(norm)
                     .fetch_optional(&mut *$tx)
                     .await?,
@@ -928,7 +942,7 @@ macro_rules! create_referral_tx {
                 participant: known.as_ref().map(|(id, _)| ParticipantId(*id)),
                 team: known.and_then(|(_, team)| team),
             };
-            let (recent,): (i64,) = sqlx::query_as(RECENT_LEADS)
+            let (recent,): (i64,) = $crate::sql::query_as(RECENT_LEADS)
                 .bind(referrer.participant.0)
                 .bind(new.program_id.0)
                 .bind(micros(new.recent_since))
@@ -948,7 +962,7 @@ macro_rules! create_referral_tx {
             let mut attempts = 0;
             let decision = loop {
                 attempts += 1;
-                let holder: Option<(Uuid, String)> = sqlx::query_as(FIND_HOLDER)
+                let holder: Option<(Uuid, String)> = $crate::sql::query_as(FIND_HOLDER)
                     .bind(new.program_id.0)
                     .bind(key.as_deref())
                     .bind(new.prospect.external_id.as_deref())
@@ -962,7 +976,7 @@ macro_rules! create_referral_tx {
                     })
                     .transpose()?;
                 let decision = decide(&facts).map_err(CreateReferralError::NotAttributable)?;
-                let inserted = sqlx::query(INSERT_REFERRAL)
+                let inserted = $crate::sql::query(INSERT_REFERRAL)
                     .bind(new.id.0)
                     .bind(new.program_id.0)
                     .bind(new.program_version_id.0)
@@ -1004,7 +1018,7 @@ macro_rules! create_referral_tx {
             $crate::referrals::insert_event!(&mut *$tx, new.id, ReferralEventKind::Decision, None::<Stage>, None::<Stage>, SYSTEM_ACTOR,
                 None::<&str>, decision_data(&decision), new.now).await?;
             if decision.status.holds_prospect() && !matches!(mail, ReferralMail::None) {
-                let (name, email, slug): (String, String, String) = sqlx::query_as(REFERRER_AND_PROGRAM)
+                let (name, email, slug): (String, String, String) = $crate::sql::query_as(REFERRER_AND_PROGRAM)
                     .bind(facts.referrer.participant.0)
                     .bind(new.program_id.0)
                     .fetch_one(&mut *$tx)

@@ -579,10 +579,11 @@ macro_rules! version_rules {
                 if v == version || older.contains_key(&v) {
                     continue;
                 }
-                let (definition,): (String,) = sqlx::query_as("SELECT definition FROM program_versions WHERE id = $1")
-                    .bind(v)
-                    .fetch_one(&mut *$tx)
-                    .await?;
+                let (definition,): (String,) =
+                    $crate::sql::query_as("SELECT definition FROM program_versions WHERE id = $1")
+                        .bind(v)
+                        .fetch_one(&mut *$tx)
+                        .await?;
                 let definition: vouch_domain::program::ProgramDefinition = serde_json::from_str(&definition)
                     .map_err(|e| $crate::StoreError::Corrupt(format!("program version {v}: {e}")))?;
                 if let Some(r) = definition.rule(rule.id.as_str()) {
@@ -759,7 +760,7 @@ macro_rules! reprice_referrer {
             let (cause, actor, now): (&str, &str, jiff::Timestamp) = ($cause, $actor, $now);
             let mut changed = 0u32;
             if needs_earlier(rule) {
-                let rows: Vec<HeldRow> = sqlx::query_as(SELECT_HELD)
+                let rows: Vec<HeldRow> = $crate::sql::query_as(SELECT_HELD)
                     .bind(program)
                     .bind(rule.id.as_str())
                     .bind(participant)
@@ -769,7 +770,7 @@ macro_rules! reprice_referrer {
                 for change in reprices(&rules, $currency, &rows)? {
                     match change {
                         Reprice::Update { reward, amount, explanation, reason } => {
-                            let updated = sqlx::query(UPDATE_PENDING_PRICE)
+                            let updated = $crate::sql::query(UPDATE_PENDING_PRICE)
                                 .bind(reward)
                                 .bind(amount.amount_minor)
                                 .bind(&explanation)
@@ -779,7 +780,7 @@ macro_rules! reprice_referrer {
                                 .rows_affected();
                             if updated == 1 {
                                 changed += 1;
-                                sqlx::query(INSERT_REWARD_EVENT)
+                                $crate::sql::query(INSERT_REWARD_EVENT)
                                     .bind(uuid::Uuid::now_v7())
                                     .bind(reward)
                                     .bind(Some("pending"))
@@ -792,7 +793,7 @@ macro_rules! reprice_referrer {
                             }
                         }
                         Reprice::Adjust { reward, delta, explanation } => {
-                            changed += sqlx::query(INSERT_ADJUSTMENT)
+                            changed += $crate::sql::query(INSERT_ADJUSTMENT)
                                 .bind(uuid::Uuid::now_v7())
                                 .bind(reward)
                                 .bind(delta.amount_minor)
@@ -832,7 +833,8 @@ macro_rules! reprice_after_void {
         async {
             use $crate::rewards::*;
             let reward: uuid::Uuid = $reward;
-            let row: Option<VoidedRow> = sqlx::query_as(SELECT_VOIDED).bind(reward).fetch_optional(&mut *$tx).await?;
+            let row: Option<VoidedRow> =
+                $crate::sql::query_as(SELECT_VOIDED).bind(reward).fetch_optional(&mut *$tx).await?;
             let Some((program, rule_id, Some(participant), beneficiary, definition, version)) = row else {
                 return Ok::<u32, $crate::StoreError>(0);
             };
@@ -844,7 +846,7 @@ macro_rules! reprice_after_void {
             let Some(rule) = definition.rule(&rule_id).filter(|r| needs_earlier(r)) else {
                 return Ok(0);
             };
-            sqlx::query(LOCK_REFERRER).bind(participant).execute(&mut *$tx).await?;
+            $crate::sql::query(LOCK_REFERRER).bind(participant).execute(&mut *$tx).await?;
             let cause = reward.to_string();
             $crate::rewards::reprice_referrer!(
                 $tx,
@@ -886,7 +888,7 @@ macro_rules! award {
                 return Ok::<_, $crate::StoreError>(awarded);
             }
             let (program_id, version_id, participant_id, definition): (uuid::Uuid, uuid::Uuid, uuid::Uuid, String) =
-                sqlx::query_as(SELECT_AWARD_REFERRAL).bind(referral_id.0).fetch_one(&mut *$tx).await?;
+                $crate::sql::query_as(SELECT_AWARD_REFERRAL).bind(referral_id.0).fetch_one(&mut *$tx).await?;
             let definition: vouch_domain::program::ProgramDefinition = serde_json::from_str(&definition)
                 .map_err(|e| $crate::StoreError::Corrupt(format!("program version {version_id}: {e}")))?;
             let rules: Vec<vouch_domain::program::RewardRule> =
@@ -898,17 +900,17 @@ macro_rules! award {
                 .map_err(|e| $crate::StoreError::Corrupt(format!("time zone: {e}")))?;
             let currency = definition.currency();
             let facts: Vec<WonFactRow> =
-                sqlx::query_as(SELECT_WON_FACTS).bind(referral_id.0).fetch_all(&mut *$tx).await?;
+                $crate::sql::query_as(SELECT_WON_FACTS).bind(referral_id.0).fetch_all(&mut *$tx).await?;
             let inputs = won_inputs(&facts, cause.units, now)?;
             let payments: Vec<PaymentRow> =
                 if rules.iter().any(|r| r.trigger == vouch_domain::program::Trigger::Payment) {
-                    sqlx::query_as(SELECT_PAYMENTS).bind(referral_id.0).fetch_all(&mut *$tx).await?
+                    $crate::sql::query_as(SELECT_PAYMENTS).bind(referral_id.0).fetch_all(&mut *$tx).await?
                 } else {
                     Vec::new()
                 };
             let qualified_at: Option<(i64,)> =
                 if rules.iter().any(|r| r.trigger == vouch_domain::program::Trigger::Qualified) {
-                    sqlx::query_as(SELECT_QUALIFIED_AT).bind(referral_id.0).fetch_optional(&mut *$tx).await?
+                    $crate::sql::query_as(SELECT_QUALIFIED_AT).bind(referral_id.0).fetch_optional(&mut *$tx).await?
                 } else {
                     None
                 };
@@ -918,7 +920,7 @@ macro_rules! award {
             // the referrer's row lock (Postgres) so two of their referrals are
             // rewarded one after the other.
             if rules.iter().any(needs_lock) {
-                sqlx::query(LOCK_REFERRER).bind(participant_id).execute(&mut *$tx).await?;
+                $crate::sql::query(LOCK_REFERRER).bind(participant_id).execute(&mut *$tx).await?;
             }
             for rule in &rules {
                 let beneficiary_participant = match rule.beneficiary {
@@ -926,7 +928,7 @@ macro_rules! award {
                     vouch_domain::program::Beneficiary::Referee => None,
                 };
                 for occurrence in occurrences(rule, &inputs, qualified_at, &payments, &tz)? {
-                    let seen: Option<(uuid::Uuid,)> = sqlx::query_as(SELECT_OCCURRENCE)
+                    let seen: Option<(uuid::Uuid,)> = $crate::sql::query_as(SELECT_OCCURRENCE)
                         .bind(referral_id.0)
                         .bind(rule.id.as_str())
                         .bind(rule.beneficiary.as_str())
@@ -938,7 +940,7 @@ macro_rules! award {
                     }
                     let mut caps = CapInputs { on_referral: 0, by_beneficiary: Vec::new() };
                     if rule.caps.per_referral_minor.is_some() {
-                        let (sum,): (i64,) = sqlx::query_as(SELECT_EARNED_ON_REFERRAL)
+                        let (sum,): (i64,) = $crate::sql::query_as(SELECT_EARNED_ON_REFERRAL)
                             .bind(referral_id.0)
                             .bind(rule.id.as_str())
                             .bind(rule.beneficiary.as_str())
@@ -950,7 +952,7 @@ macro_rules! award {
                     if rule.caps.per_beneficiary.is_some() && !per_unit {
                         caps.by_beneficiary = match beneficiary_participant {
                             Some(p) => {
-                                sqlx::query_as(SELECT_EARNED_BY_REFERRER)
+                                $crate::sql::query_as(SELECT_EARNED_BY_REFERRER)
                                     .bind(program_id)
                                     .bind(rule.id.as_str())
                                     .bind(p)
@@ -958,7 +960,7 @@ macro_rules! award {
                                     .await?
                             }
                             None => {
-                                sqlx::query_as(SELECT_EARNED_BY_REFEREE)
+                                $crate::sql::query_as(SELECT_EARNED_BY_REFEREE)
                                     .bind(referral_id.0)
                                     .bind(rule.id.as_str())
                                     .fetch_all(&mut *$tx)
@@ -971,7 +973,7 @@ macro_rules! award {
                     let in_order = match (&rule.computation, inputs.units) {
                         (vouch_domain::program::Computation::PerUnit(_), Some(units)) => {
                             let rows: Vec<HeldRow> = if needs_earlier(rule) {
-                                sqlx::query_as(SELECT_HELD)
+                                $crate::sql::query_as(SELECT_HELD)
                                     .bind(program_id)
                                     .bind(rule.id.as_str())
                                     .bind(participant_id)
@@ -1009,7 +1011,7 @@ macro_rules! award {
                     };
                     let reward_id = uuid::Uuid::now_v7();
                     let won_at = (rule.trigger == vouch_domain::program::Trigger::Won).then_some(inputs.won_at);
-                    let inserted = sqlx::query(INSERT_REWARD)
+                    let inserted = $crate::sql::query(INSERT_REWARD)
                         .bind(reward_id)
                         .bind(referral_id.0)
                         .bind(program_id)
@@ -1043,7 +1045,7 @@ macro_rules! award {
                         (_, Some(_)) => "on hold",
                         _ => "awaiting approval",
                     };
-                    sqlx::query(INSERT_REWARD_EVENT)
+                    $crate::sql::query(INSERT_REWARD_EVENT)
                         .bind(uuid::Uuid::now_v7())
                         .bind(reward_id)
                         .bind(None::<&str>)
@@ -1072,7 +1074,7 @@ macro_rules! award {
                 }
             }
             if cause.triggers(vouch_domain::program::Trigger::Won) {
-                sqlx::query("UPDATE referrals SET units_missing = $2 WHERE id = $1")
+                $crate::sql::query("UPDATE referrals SET units_missing = $2 WHERE id = $1")
                     .bind(referral_id.0)
                     .bind(awarded.units_missing)
                     .execute(&mut *$tx)
