@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vouch_domain::Email;
 
-use crate::{Backend, Result, Store, StoreError, micros, on_read, on_write, timestamp};
+use crate::sql::{query, query_as};
+use crate::{Result, Store, StoreError, micros, on_fast_each, on_read, on_write, timestamp};
 
 /// The kind of every email row.
 pub const EMAIL: &str = "email";
@@ -200,6 +201,18 @@ impl TryFrom<OutboxRow> for OutboxItem {
     }
 }
 
+crate::sql::lite_row!(OutboxRow {
+    id,
+    kind,
+    payload,
+    status,
+    attempts,
+    next_attempt_at,
+    last_error,
+    created_at,
+    delivered_at
+});
+
 const COLUMNS: &str = "id, kind, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
 
 pub(crate) const INSERT_OUTBOX: &str =
@@ -254,49 +267,53 @@ impl Store {
     /// worker die), and their `attempts` already count this attempt.
     pub async fn claim_due_outbox(&self, now: Timestamp, limit: u32, lease: SignedDuration) -> Result<Vec<OutboxItem>> {
         let until = now.checked_add(lease).map_err(|e| StoreError::Corrupt(format!("lease: {e}")))?;
-        let rows: Vec<OutboxRow> = match &self.backend {
-            Backend::Postgres(p) => {
-                sqlx::query_as(CLAIM_POSTGRES)
-                    .bind(micros(now))
-                    .bind(micros(until))
-                    .bind(i64::from(limit))
-                    .fetch_all(p)
-                    .await?
-            }
-            Backend::Sqlite { write: p, writer, .. } => {
-                let _writer = writer.lock().await;
-                sqlx::query_as(CLAIM_SQLITE)
-                    .bind(micros(now))
-                    .bind(micros(until))
-                    .bind(i64::from(limit))
-                    .fetch_all(p)
-                    .await?
-            }
-        };
+        let rows: Vec<OutboxRow> = on_fast_each!(self, conn, StoreError => {
+            let claim = if crate::sql::on_postgres(&*conn) { CLAIM_POSTGRES } else { CLAIM_SQLITE };
+            Ok(query_as(claim)
+                .bind(micros(now))
+                .bind(micros(until))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?)
+        })?;
         items(rows)
     }
 
     /// Marks a claimed row delivered. False when it was not pending any more.
     pub async fn outbox_delivered(&self, id: Uuid, now: Timestamp) -> Result<bool> {
-        let done = on_write!(self, p => sqlx::query(
-            "UPDATE outbox SET status = 'delivered', delivered_at = $2, last_error = NULL
-             WHERE id = $1 AND status = 'pending'",
-        ).bind(id).bind(micros(now)).execute(p).await?.rows_affected());
+        let done = on_fast_each!(self, conn, StoreError => {
+            Ok(query(
+                "UPDATE outbox SET status = 'delivered', delivered_at = $2, last_error = NULL
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+        })?;
         Ok(done == 1)
     }
 
     /// Records a failed attempt: the row is due again at the given instant, or
     /// `dead`. False when it was not pending any more.
     pub async fn outbox_failed(&self, id: Uuid, error: &str, next: OutboxRetry) -> Result<bool> {
-        let done = on_write!(self, p => match next {
-            OutboxRetry::At(at) => sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $2, last_error = $3 WHERE id = $1 AND status = 'pending'",
-            ).bind(id).bind(micros(at)).bind(error).execute(p).await?,
-            OutboxRetry::Dead => sqlx::query(
-                "UPDATE outbox SET status = 'dead', last_error = $2 WHERE id = $1 AND status = 'pending'",
-            ).bind(id).bind(error).execute(p).await?,
-        }
-        .rows_affected());
+        let done = on_fast_each!(self, conn, StoreError => {
+            let update = match next {
+                OutboxRetry::At(at) => query(
+                    "UPDATE outbox SET next_attempt_at = $2, last_error = $3 WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(micros(at))
+                .bind(error),
+                OutboxRetry::Dead => {
+                    query("UPDATE outbox SET status = 'dead', last_error = $2 WHERE id = $1 AND status = 'pending'")
+                        .bind(id)
+                        .bind(error)
+                }
+            };
+            Ok(update.execute(&mut *conn).await?.rows_affected())
+        })?;
         Ok(done == 1)
     }
 

@@ -436,10 +436,15 @@ pub(crate) const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS 
      WHERE c.code = $1";
 
 /// The referral holding a prospect (by person key or external id) in a program.
-pub(crate) const FIND_HOLDER: &str = "SELECT id, status FROM referrals
-     WHERE program_id = $1 AND status IN ('active', 'in_review')
-       AND (prospect_person_key = $2 OR prospect_external_id = $3)
-     ORDER BY created_at, id LIMIT 1";
+/// Two lookups rather than one `OR`: each half is answered by its holder
+/// index, where the `OR` made SQLite read every referral of the program.
+pub(crate) const FIND_HOLDER: &str = "SELECT id, status FROM (
+       SELECT id, status, created_at FROM referrals
+       WHERE program_id = $1 AND status IN ('active', 'in_review') AND prospect_person_key = $2
+       UNION ALL
+       SELECT id, status, created_at FROM referrals
+       WHERE program_id = $1 AND status IN ('active', 'in_review') AND prospect_external_id = $3
+     ) AS holders ORDER BY created_at, id LIMIT 1";
 
 pub(crate) const RECENT_LEADS: &str = "SELECT COUNT(*) FROM referrals
      WHERE participant_id = $1 AND program_id = $2 AND source IN ('lead', 'invite') AND created_at >= $3";
