@@ -134,7 +134,7 @@ impl Store {
             // SQLite runs in-process: statements are cheap, so plain multi-row
             // INSERTs in one transaction.
             Backend::Sqlite { write, writer, .. } => {
-                let _writer = writer.lock().await;
+                let _writer = writer.exclusive().await;
                 let mut tx = write.begin().await?;
                 for chunk in clicks.chunks(ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::new(INSERT_CLICKS);

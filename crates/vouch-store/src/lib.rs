@@ -160,9 +160,9 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
-        /// The writer lock, holding the hot paths' own connection (see
+        /// The writer: the hot paths' own connection and the lock (see
         /// [`sql::Lite`]): every write in this process takes it first.
-        writer: std::sync::Arc<tokio::sync::Mutex<sql::Lite>>,
+        writer: std::sync::Arc<sql::Writer>,
     },
     Postgres(PgPool),
 }
@@ -192,7 +192,7 @@ macro_rules! on_write {
     ($store:expr, $p:ident => $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite { write: $p, writer, .. } => {
-                let _writer = writer.lock().await;
+                let _writer = writer.exclusive().await;
                 $body
             }
             $crate::Backend::Postgres($p) => $body,
@@ -219,7 +219,7 @@ macro_rules! on_write_tx {
     ($store:expr, $tx:ident, $err:ty => $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite { write, writer, .. } => {
-                let _writer = writer.lock().await;
+                let _writer = writer.exclusive().await;
                 let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
                 let result: std::result::Result<_, $err> = async { $body }.await;
                 match result {
@@ -244,16 +244,25 @@ macro_rules! on_write_tx {
         }
     };
 }
-/// Runs `$body` in a transaction `$tx` on the SQLite writer's own connection,
-/// behind the writer lock `$writer`; commits when it answers `Ok`.
+/// Runs `$body` as one member of a batch on the SQLite writer's own connection
+/// (`$tx` is the [`sql::Lite`]), behind the [`sql::Writer`] `$writer`: its
+/// statements are kept when it answers `Ok` and undone when it answers `Err`,
+/// and an `Ok` is answered only once the batch holding it is committed.
 macro_rules! lite_tx {
     ($writer:expr, $tx:ident, $err:ty => $body:expr) => {{
-        let mut lite = $writer.lock().await;
-        let mut $tx = $crate::sql::LiteTx::begin(&mut lite).await?;
-        let result: std::result::Result<_, $err> = async { $body }.await;
+        let writer: &$crate::sql::Writer = $writer;
+        let mut state = writer.lock().await;
+        let batch = writer.enter(&mut state).await?;
+        let result: std::result::Result<_, $err> = {
+            let $tx: &mut $crate::sql::Lite = &mut state.lite;
+            async { $body }.await
+        };
+        let left = writer.leave(&mut state, result.is_ok());
+        drop(state);
         match result {
             Ok(v) => {
-                $tx.commit()?;
+                left?;
+                writer.committed(batch).await?;
                 Ok(v)
             }
             Err(e) => Err(e),
@@ -261,7 +270,7 @@ macro_rules! lite_tx {
     }};
 }
 /// As [`on_write_tx!`], for a body written with [`sql`] only: on SQLite it
-/// runs whole on the writer's own connection (`$tx` a [`sql::LiteTx`]), with
+/// runs whole on the writer's own connection (`$tx` a [`sql::Lite`]), with
 /// no hand-off between threads from its first statement to its commit.
 macro_rules! on_fast_tx {
     ($store:expr, $tx:ident, $err:ty => $body:expr) => {
@@ -327,7 +336,7 @@ impl Store {
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
                 let lite = sql::Lite::open(&dir.join("vouch.db"))?;
                 tokio::spawn(checkpoint_wal(read.clone()));
-                Backend::Sqlite { write, read, writer: std::sync::Arc::new(tokio::sync::Mutex::new(lite)) }
+                Backend::Sqlite { write, read, writer: std::sync::Arc::new(sql::Writer::new(lite)) }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -352,7 +361,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
             Backend::Sqlite { write, writer, .. } => {
-                let _writer = writer.lock().await;
+                let _writer = writer.exclusive().await;
                 SQLITE_MIGRATIONS.run(write).await?
             }
             Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,

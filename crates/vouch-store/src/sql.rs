@@ -15,9 +15,11 @@
 //! as named parameters: [`bind_all`] maps them by number as sqlx does).
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -25,6 +27,7 @@ use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{PgConnection, Postgres, Row as _, Sqlite, SqliteConnection};
+use tokio::sync::{MutexGuard, watch};
 use uuid::Uuid;
 
 /// A bound value, owned, typed as the column it goes to (Postgres needs the
@@ -288,8 +291,8 @@ macro_rules! exec_sqlx {
 exec_sqlx!(PgConnection, from_pg, true);
 exec_sqlx!(SqliteConnection, from_sqlite, false);
 
-/// The SQLite writer's own connection. The store holds it behind the writer
-/// lock, which every SQLite write (this connection's or sqlx's) takes first:
+/// The SQLite writer's own connection. The store holds it in its [`Writer`],
+/// whose lock every SQLite write (this connection's or sqlx's) takes first:
 /// two connections writing in one process would otherwise meet in SQLite's
 /// busy handler, which sleeps for milliseconds.
 pub(crate) struct Lite {
@@ -303,7 +306,7 @@ impl Lite {
         let conn = rusqlite::Connection::open(path).map_err(from_lite)?;
         // No busy handler: it would sleep on the async task's thread. Only
         // BEGIN IMMEDIATE waits for another process's writer, and
-        // [`LiteTx::begin`] waits for it by yielding instead.
+        // [`Lite::begin_immediate`] waits for it by yielding instead.
         conn.busy_timeout(Duration::ZERO).map_err(from_lite)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(from_lite)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(from_lite)?;
@@ -321,6 +324,40 @@ impl Lite {
 
     fn run(&self, sql: &str) -> Result<(), sqlx::Error> {
         self.conn.execute_batch(sql).map_err(from_lite)
+    }
+
+    /// A statement without parameters or rows, kept prepared.
+    fn run_cached(&self, sql: &str) -> Result<(), sqlx::Error> {
+        self.rows(sql, &[], |rows| rows.next().map(|_| ()))
+    }
+
+    /// Ends whatever transaction is open, keeping nothing of it.
+    fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.run("ROLLBACK");
+        }
+    }
+
+    /// `BEGIN IMMEDIATE`: the write lock at once, as the sqlx writer takes it.
+    /// Waits, yielding, while another connection (another process, or another
+    /// store in this one) holds it: up to [`BUSY_TIMEOUT`], as the sqlx
+    /// connections' busy timeout.
+    async fn begin_immediate(&mut self) -> Result<(), sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => return Err(from_lite(e)),
+            }
+        }
     }
 }
 
@@ -388,67 +425,163 @@ fn bind_all(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> rusqlite::Resul
 /// How long a write waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A write transaction on [`Lite`]: `BEGIN IMMEDIATE` (the write lock at
-/// once, as the sqlx writer takes it), rolled back when dropped uncommitted.
-pub(crate) struct LiteTx<'a> {
-    lite: &'a mut Lite,
-    open: bool,
+/// The SQLite writer: its own connection, behind the lock every write in this
+/// process takes, committing in batches.
+///
+/// Group commit: a member (one request's transaction) that finds others queued
+/// for the lock leaves the transaction open for them, each in a savepoint of
+/// its own, and the last of the queue commits for all; nobody is answered
+/// before the commit that holds their writes. A commit writes every page the
+/// batch changed once, where committing each member writes the same index
+/// pages again and again (decision 0015 measured ~90 µs a commit).
+pub(crate) struct Writer {
+    state: tokio::sync::Mutex<WriterState>,
+    /// Tasks queued for the lock: a member leaves the batch open only for them.
+    waiting: AtomicUsize,
+    finished: watch::Sender<Finished>,
 }
 
-impl<'a> LiteTx<'a> {
-    /// Waits, yielding, while another connection (another process, or another
-    /// store in this one) holds the write lock: up to [`BUSY_TIMEOUT`], as the
-    /// sqlx connections' busy timeout.
-    pub(crate) async fn begin(lite: &'a mut Lite) -> Result<Self, sqlx::Error> {
-        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
-        let mut pause = Duration::from_micros(500);
-        loop {
-            match lite.conn.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => return Ok(LiteTx { lite, open: true }),
-                Err(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(20));
+pub(crate) struct WriterState {
+    pub(crate) lite: Lite,
+    open: Option<Batch>,
+    last_id: u64,
+}
+
+struct Batch {
+    id: u64,
+    members: usize,
+}
+
+/// The last batch committed (or failed), and the recent failures.
+#[derive(Default)]
+struct Finished {
+    last: u64,
+    failures: VecDeque<(u64, String)>,
+}
+
+/// A batch larger than this commits even with others queued: it bounds how
+/// long the first member waits for its answer.
+const MAX_MEMBERS: usize = 64;
+
+/// A member waiting this long for its batch's commit commits it itself: the
+/// task it was left open for may have been cancelled while queued.
+const STRANDED: Duration = Duration::from_millis(20);
+
+impl Writer {
+    pub(crate) fn new(lite: Lite) -> Writer {
+        Writer {
+            state: tokio::sync::Mutex::new(WriterState { lite, open: None, last_id: 0 }),
+            waiting: AtomicUsize::new(0),
+            finished: watch::Sender::new(Finished::default()),
+        }
+    }
+
+    /// The lock, counted as queued while waiting for it.
+    pub(crate) async fn lock(&self) -> MutexGuard<'_, WriterState> {
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _queued = Queued(&self.waiting);
+        self.state.lock().await
+    }
+
+    /// The lock for a write through sqlx: the open batch is committed first,
+    /// so that connection does not find the database locked by this one.
+    pub(crate) async fn exclusive(&self) -> MutexGuard<'_, WriterState> {
+        let mut state = self.lock().await;
+        self.commit(&mut state);
+        state
+    }
+
+    /// Starts a member: joins the open batch or begins one, and opens the
+    /// member's savepoint. Answers the batch's id.
+    pub(crate) async fn enter(&self, state: &mut WriterState) -> Result<u64, sqlx::Error> {
+        if state.open.is_none() {
+            state.lite.begin_immediate().await?;
+            state.last_id += 1;
+            state.open = Some(Batch { id: state.last_id, members: 0 });
+        }
+        state.lite.run_cached("SAVEPOINT member")?;
+        let batch = state.open.as_mut().expect("a batch was just opened");
+        batch.members += 1;
+        Ok(batch.id)
+    }
+
+    /// Ends a member: keeps its statements (`keep`) or undoes them, then
+    /// commits the batch unless others are queued to join it.
+    pub(crate) fn leave(&self, state: &mut WriterState, keep: bool) -> Result<(), sqlx::Error> {
+        let kept = if keep { state.lite.run_cached("RELEASE member") } else { Ok(()) };
+        if !keep || kept.is_err() {
+            // Undo this member only; the batch's other members stay.
+            let undone =
+                state.lite.run_cached("ROLLBACK TO member").and_then(|()| state.lite.run_cached("RELEASE member"));
+            if undone.is_err() {
+                state.lite.rollback();
+                self.fail_open(state, "a member could not be undone");
+            }
+        }
+        let full = state.open.as_ref().is_some_and(|b| b.members >= MAX_MEMBERS);
+        if full || self.waiting.load(Ordering::SeqCst) == 0 {
+            self.commit(state);
+        }
+        kept
+    }
+
+    /// Commits the open batch, if any, and tells its members.
+    fn commit(&self, state: &mut WriterState) {
+        let Some(batch) = state.open.take() else { return };
+        let outcome = state.lite.run("COMMIT");
+        if outcome.is_err() {
+            state.lite.rollback();
+        }
+        self.finished.send_modify(|f| {
+            f.last = batch.id;
+            if let Err(e) = outcome {
+                f.failures.push_back((batch.id, e.to_string()));
+                if f.failures.len() > 16 {
+                    f.failures.pop_front();
                 }
-                Err(e) => return Err(from_lite(e)),
+            }
+        });
+    }
+
+    fn fail_open(&self, state: &mut WriterState, why: &str) {
+        if let Some(batch) = state.open.take() {
+            self.finished.send_modify(|f| {
+                f.last = batch.id;
+                f.failures.push_back((batch.id, why.to_string()));
+            });
+        }
+    }
+
+    /// Waits until `batch` is committed: `Err` if its commit failed (nothing
+    /// of it was kept).
+    pub(crate) async fn committed(&self, batch: u64) -> Result<(), sqlx::Error> {
+        let mut finished = self.finished.subscribe();
+        loop {
+            {
+                let f = finished.borrow_and_update();
+                if f.last >= batch {
+                    return match f.failures.iter().find(|(id, _)| *id == batch) {
+                        Some((_, e)) => Err(sqlx::Error::Protocol(format!("the write was not committed: {e}"))),
+                        None => Ok(()),
+                    };
+                }
+            }
+            tokio::select! {
+                _ = finished.changed() => {}
+                () = tokio::time::sleep(STRANDED) => {
+                    let mut state = self.state.lock().await;
+                    if state.open.as_ref().is_some_and(|b| b.id == batch) {
+                        self.commit(&mut state);
+                    }
+                }
             }
         }
-    }
-
-    pub(crate) fn commit(mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
-        if let Err(e) = self.lite.run("COMMIT") {
-            // A failed COMMIT may leave the transaction open: never hand the
-            // connection on inside it.
-            if !self.lite.conn.is_autocommit() {
-                let _ = self.lite.run("ROLLBACK");
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for LiteTx<'_> {
-    fn drop(&mut self) {
-        if self.open && !self.lite.conn.is_autocommit() {
-            let _ = self.lite.run("ROLLBACK");
-        }
-    }
-}
-
-impl std::ops::Deref for LiteTx<'_> {
-    type Target = Lite;
-    fn deref(&self) -> &Lite {
-        self.lite
-    }
-}
-
-impl std::ops::DerefMut for LiteTx<'_> {
-    fn deref_mut(&mut self) -> &mut Lite {
-        self.lite
     }
 }
 
@@ -556,22 +689,103 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_unique_violation_is_a_conflict_naming_the_column_and_a_failed_transaction_leaves_nothing() {
+    async fn a_unique_violation_is_a_conflict_naming_the_column() {
         let (_dir, mut lite) = lite();
         query("CREATE TABLE codes (code TEXT PRIMARY KEY)").execute(&mut lite).await.unwrap();
         query("INSERT INTO codes (code) VALUES ($1)").bind("abc").execute(&mut lite).await.unwrap();
-        {
-            let mut tx = LiteTx::begin(&mut lite).await.unwrap();
-            query("INSERT INTO codes (code) VALUES ($1)").bind("new").execute(&mut *tx).await.unwrap();
-            let err = query("INSERT INTO codes (code) VALUES ($1)").bind("abc").execute(&mut *tx).await.unwrap_err();
-            let err = crate::StoreError::classify(err);
-            assert!(err.is_conflict_on("codes"), "{err:?}");
-            // Dropped uncommitted: rolled back.
+        let err = query("INSERT INTO codes (code) VALUES ($1)").bind("abc").execute(&mut lite).await.unwrap_err();
+        let err = crate::StoreError::classify(err);
+        assert!(err.is_conflict_on("codes"), "{err:?}");
+    }
+
+    /// A writer over a table `t (n)`, and a second connection to read what
+    /// was committed.
+    async fn writer() -> (tempfile::TempDir, std::sync::Arc<Writer>, rusqlite::Connection) {
+        let (dir, mut lite) = lite();
+        query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&mut lite).await.unwrap();
+        let reader = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        (dir, std::sync::Arc::new(Writer::new(lite)), reader)
+    }
+
+    fn committed_rows(reader: &rusqlite::Connection) -> Vec<i64> {
+        let mut stmt = reader.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    async fn insert(writer: &Writer, n: i64) -> Result<(), crate::StoreError> {
+        crate::lite_tx!(writer, tx, crate::StoreError => {
+            query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *tx).await?;
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn members_queued_together_commit_in_one_batch_and_a_failed_member_is_undone_alone() {
+        let (_dir, writer, reader) = writer().await;
+        insert(&writer, 7).await.unwrap();
+        assert_eq!(committed_rows(&reader), vec![7]);
+        let before = writer.finished.borrow().last;
+        // Hold the lock while twenty members queue behind it; one of them
+        // fails (7 is taken).
+        let held = writer.lock().await;
+        let members: Vec<_> = (0..20_i64)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { insert(&writer, if i == 10 { 7 } else { 100 + i }).await })
+            })
+            .collect();
+        while writer.waiting.load(Ordering::SeqCst) < 20 {
+            tokio::task::yield_now().await;
         }
-        let (n,): (i64,) = query_as("SELECT COUNT(*) FROM codes").fetch_one(&mut lite).await.unwrap();
-        assert_eq!(n, 1);
-        let none: Option<(String,)> =
-            query_as("SELECT code FROM codes WHERE code = $1").bind("new").fetch_optional(&mut lite).await.unwrap();
-        assert_eq!(none, None);
+        drop(held);
+        let mut outcomes = Vec::new();
+        for m in members {
+            outcomes.push(m.await.unwrap().is_ok());
+        }
+        assert_eq!(outcomes.iter().filter(|ok| !**ok).count(), 1, "{outcomes:?}");
+        assert!(!outcomes[10]);
+        // Every member that answered Ok is committed, the failed one left nothing.
+        let mut expected: Vec<i64> = std::iter::once(7).chain((0..20).filter(|i| *i != 10).map(|i| 100 + i)).collect();
+        expected.sort_unstable();
+        assert_eq!(committed_rows(&reader), expected);
+        // One commit for the whole queue.
+        assert_eq!(writer.finished.borrow().last, before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_left_open_for_a_member_that_went_away_is_committed_by_its_own_member() {
+        let (_dir, writer, reader) = writer().await;
+        // Someone queued, so the member leaves the batch open for them...
+        writer.waiting.fetch_add(1, Ordering::SeqCst);
+        let member = tokio::spawn({
+            let writer = writer.clone();
+            async move { insert(&writer, 1).await }
+        });
+        while writer.finished.borrow().last == 0 && writer.state.try_lock().map(|s| s.open.is_none()).unwrap_or(true) {
+            tokio::task::yield_now().await;
+        }
+        // ... and they were cancelled before taking the lock.
+        writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        member.await.unwrap().unwrap();
+        assert_eq!(committed_rows(&reader), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_write_through_sqlx_finds_the_open_batch_committed() {
+        let (_dir, writer, reader) = writer().await;
+        writer.waiting.fetch_add(1, Ordering::SeqCst);
+        let member = tokio::spawn({
+            let writer = writer.clone();
+            async move { insert(&writer, 2).await }
+        });
+        while writer.state.try_lock().map(|s| s.open.is_none()).unwrap_or(true) {
+            tokio::task::yield_now().await;
+        }
+        let state = writer.exclusive().await;
+        assert!(state.open.is_none());
+        assert_eq!(committed_rows(&reader), vec![2]);
+        drop(state);
+        writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        member.await.unwrap().unwrap();
     }
 }
