@@ -27,6 +27,8 @@ struct ApiKeyRow {
     revoked_at: Option<i64>,
 }
 
+crate::sql::lite_row!(ApiKeyRow { id, name, prefix, scopes, created_at, revoked_at });
+
 impl TryFrom<ApiKeyRow> for ApiKeyRecord {
     type Error = StoreError;
     fn try_from(r: ApiKeyRow) -> Result<Self> {
@@ -75,9 +77,10 @@ impl Store {
 
     /// The live (not revoked) key with this hash.
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row: Option<ApiKeyRow> = on_read!(self, p => sqlx::query_as(
+        // Every API request asks: an inline read on SQLite.
+        let row: Option<ApiKeyRow> = crate::on_fast_read!(self, conn => crate::sql::query_as(
             "SELECT id, name, prefix, scopes, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        ).bind(key_hash).fetch_optional(p).await?);
+        ).bind(key_hash).fetch_optional(&mut *conn).await?);
         row.map(ApiKeyRecord::try_from).transpose()
     }
 

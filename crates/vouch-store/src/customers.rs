@@ -202,12 +202,13 @@ impl Store {
         if email_norm.is_none() && domain.is_none() && external_id.is_none() {
             return Ok(None);
         }
-        let matched: Option<String> = on_read!(self, p => sqlx::query_scalar(KNOWN_BY)
+        let matched: Option<(String,)> = crate::on_fast_read!(self, conn => crate::sql::query_as(KNOWN_BY)
             .bind(email_norm)
             .bind(domain)
             .bind(external_id)
-            .fetch_optional(p)
+            .fetch_optional(&mut *conn)
             .await?);
+        let matched = matched.map(|(m,)| m);
         matched
             .map(|m| KnownBy::parse(&m).ok_or_else(|| StoreError::Corrupt(format!("customer match `{m}`"))))
             .transpose()

@@ -179,20 +179,17 @@ impl Store {
     /// The referral holding the prospect in the program (`active` or
     /// `in_review`), by external id, else by the person behind the email.
     pub async fn fact_holder(&self, program: ProgramId, prospect: &FactProspect) -> Result<Option<ReferralId>> {
-        on_read!(self, p => {
-            let mut conn = p.acquire().await?;
-            Ok(find_holder!(conn, program, prospect).await?)
-        })
+        crate::on_fast_read!(self, conn => Ok(find_holder!(conn, program, prospect).await?))
     }
 
     /// A stored click of `code`, by its id (what a `vclid` names).
     pub async fn click_seen(&self, code: &ReferralCode, id: ClickId) -> Result<Option<ClickSeen>> {
-        let row: Option<(i64, Option<String>)> = on_read!(self, p => sqlx::query_as(
+        let row: Option<(i64, Option<String>)> = crate::on_fast_read!(self, conn => crate::sql::query_as(
             "SELECT occurred_at, ip_hash FROM clicks WHERE code = $1 AND id = $2",
         )
         .bind(code.as_str())
         .bind(id.0)
-        .fetch_optional(p)
+        .fetch_optional(&mut *conn)
         .await?);
         row.map(|(at, ip_hash)| Ok(ClickSeen { occurred_at: timestamp(at)?, ip_hash })).transpose()
     }

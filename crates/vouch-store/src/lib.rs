@@ -163,6 +163,8 @@ enum Backend {
         /// The writer: the hot paths' own connection and the lock (see
         /// [`sql::Lite`]): every write in this process takes it first.
         writer: std::sync::Arc<sql::Writer>,
+        /// The hot paths' read connections ([`on_fast_read!`]).
+        readers: std::sync::Arc<sql::Readers>,
     },
     Postgres(PgPool),
 }
@@ -206,6 +208,24 @@ macro_rules! on_read {
         match &$store.backend {
             $crate::Backend::Sqlite { read: $p, .. } => $body,
             $crate::Backend::Postgres($p) => $body,
+        }
+    };
+}
+/// As [`on_read!`], for a body written with [`sql`] only: `$conn` is one of
+/// SQLite's inline read connections, or a pooled Postgres connection.
+macro_rules! on_fast_read {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { readers, .. } => {
+                let mut lite = readers.get().await;
+                let $conn: &mut $crate::sql::Lite = &mut lite;
+                $body
+            }
+            $crate::Backend::Postgres(p) => {
+                let mut pooled = p.acquire().await?;
+                let $conn: &mut sqlx::PgConnection = &mut pooled;
+                $body
+            }
         }
     };
 }
@@ -309,7 +329,7 @@ macro_rules! on_fast_each {
         }
     };
 }
-pub(crate) use {lite_tx, on_fast_each, on_fast_tx, on_read, on_write, on_write_tx};
+pub(crate) use {lite_tx, on_fast_each, on_fast_read, on_fast_tx, on_read, on_write, on_write_tx};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -335,8 +355,9 @@ impl Store {
                 let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_options).await?;
                 let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
                 let lite = sql::Lite::open(&dir.join("vouch.db"))?;
+                let readers = std::sync::Arc::new(sql::Readers::open(&dir.join("vouch.db"), 4)?);
                 tokio::spawn(checkpoint_wal(read.clone()));
-                Backend::Sqlite { write, read, writer: std::sync::Arc::new(sql::Writer::new(lite)) }
+                Backend::Sqlite { write, read, writer: std::sync::Arc::new(sql::Writer::new(lite)), readers }
             }
             DatabaseConfig::Postgres { url, max_connections } => {
                 let options = PgConnectOptions::from_str(url)?;

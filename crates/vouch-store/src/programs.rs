@@ -38,6 +38,8 @@ struct ProgramRow {
     created_at: i64,
 }
 
+crate::sql::lite_row!(ProgramRow { id, version_id, version, definition, source, created_at });
+
 impl TryFrom<ProgramRow> for StoredProgram {
     type Error = StoreError;
     fn try_from(r: ProgramRow) -> Result<Self> {
@@ -132,8 +134,8 @@ impl Store {
     }
 
     pub async fn program(&self, slug: &str) -> Result<StoredProgram> {
-        let row: Option<ProgramRow> =
-            on_read!(self, p => sqlx::query_as(CURRENT_BY_SLUG).bind(slug).fetch_optional(p).await?);
+        let row: Option<ProgramRow> = crate::on_fast_read!(self, conn =>
+            crate::sql::query_as(CURRENT_BY_SLUG).bind(slug).fetch_optional(&mut *conn).await?);
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 

@@ -322,6 +322,16 @@ impl Lite {
         Ok(Lite { conn })
     }
 
+    /// A connection for reading only, opened as [`Lite::open`] does.
+    pub(crate) fn open_reader(path: &Path) -> Result<Lite, sqlx::Error> {
+        let conn = rusqlite::Connection::open(path).map_err(from_lite)?;
+        conn.pragma_update(None, "query_only", "ON").map_err(from_lite)?;
+        conn.pragma_update(None, "cache_size", -8_000).map_err(from_lite)?;
+        conn.pragma_update(None, "mmap_size", 1_i64 << 30).map_err(from_lite)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Lite { conn })
+    }
+
     fn run(&self, sql: &str) -> Result<(), sqlx::Error> {
         self.conn.execute_batch(sql).map_err(from_lite)
     }
@@ -420,6 +430,34 @@ fn bind_all(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> rusqlite::Resul
         stmt.raw_bind_parameter(index, arg)?;
     }
     Ok(())
+}
+
+/// Connections for the hot paths' reads (the API key, the program, the
+/// holder and registry checks of an event), run inline as the writer's
+/// statements are: through sqlx each read is two hand-offs between threads,
+/// which cost more CPU than the read itself.
+pub(crate) struct Readers {
+    lites: Vec<tokio::sync::Mutex<Lite>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    pub(crate) fn open(path: &Path, count: usize) -> Result<Readers, sqlx::Error> {
+        let lites =
+            (0..count).map(|_| Lite::open_reader(path).map(tokio::sync::Mutex::new)).collect::<Result<_, _>>()?;
+        Ok(Readers { lites, next: AtomicUsize::new(0) })
+    }
+
+    /// A free connection, or the next one in turn when all are busy.
+    pub(crate) async fn get(&self) -> MutexGuard<'_, Lite> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.lites.len() {
+            if let Ok(lite) = self.lites[(first + i) % self.lites.len()].try_lock() {
+                return lite;
+            }
+        }
+        self.lites[first % self.lites.len()].lock().await
+    }
 }
 
 /// How long a write waits for another connection's write lock.
