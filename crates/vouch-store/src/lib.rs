@@ -216,7 +216,8 @@ macro_rules! on_read {
 macro_rules! on_fast_read {
     ($store:expr, $conn:ident => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { readers, .. } => {
+            $crate::Backend::Sqlite { readers, writer, .. } => {
+                writer.check_open()?;
                 let mut lite = readers.get().await;
                 let $conn: &mut $crate::sql::Lite = &mut lite;
                 $body
@@ -271,6 +272,7 @@ macro_rules! on_write_tx {
 macro_rules! lite_tx {
     ($writer:expr, $tx:ident, $err:ty => $body:expr) => {{
         let writer: &$crate::sql::Writer = $writer;
+        writer.check_open()?;
         let mut state = writer.lock().await;
         let batch = writer.enter(&mut state).await?;
         let result: std::result::Result<_, $err> = {
@@ -405,7 +407,8 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read, .. } => {
+            Backend::Sqlite { write, read, writer, .. } => {
+                writer.close();
                 read.close().await;
                 write.close().await;
             }

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -477,6 +477,9 @@ pub(crate) struct Writer {
     /// Tasks queued for the lock: a member leaves the batch open only for them.
     waiting: AtomicUsize,
     finished: watch::Sender<Finished>,
+    /// Set when the store closes: the inline connections then refuse work as
+    /// sqlx's closed pools do, so background workers stop.
+    closed: AtomicBool,
 }
 
 pub(crate) struct WriterState {
@@ -511,7 +514,17 @@ impl Writer {
             state: tokio::sync::Mutex::new(WriterState { lite, open: None, last_id: 0 }),
             waiting: AtomicUsize::new(0),
             finished: watch::Sender::new(Finished::default()),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// `Err(PoolClosed)` once the store is closed.
+    pub(crate) fn check_open(&self) -> Result<(), sqlx::Error> {
+        if self.closed.load(Ordering::SeqCst) { Err(sqlx::Error::PoolClosed) } else { Ok(()) }
     }
 
     /// The lock, counted as queued while waiting for it.
@@ -806,6 +819,18 @@ mod tests {
         writer.waiting.fetch_sub(1, Ordering::SeqCst);
         member.await.unwrap().unwrap();
         assert_eq!(committed_rows(&reader), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_inline_work_as_a_closed_pool_does() {
+        let db = crate::testing::TestDatabase::sqlite().await;
+        let store = crate::Store::open(&db.config).await.unwrap();
+        store.api_key_by_hash("nothing").await.unwrap();
+        store.close().await;
+        let now = jiff::Timestamp::now();
+        let claimed = store.claim_due_outbox(now, 10, jiff::SignedDuration::from_secs(60)).await;
+        assert!(claimed.is_err_and(|e| e.is_closed()), "the mail worker stops on a closed store");
+        assert!(store.api_key_by_hash("nothing").await.is_err_and(|e| e.is_closed()));
     }
 
     #[tokio::test]
