@@ -17,17 +17,17 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-#[derive(sqlx::FromRow)]
-struct ApiKeyRow {
-    id: Uuid,
-    name: String,
-    prefix: String,
-    scopes: String,
-    created_at: i64,
-    revoked_at: Option<i64>,
+crate::sql::lite_row! {
+    #[derive(sqlx::FromRow)]
+    struct ApiKeyRow {
+        id: Uuid,
+        name: String,
+        prefix: String,
+        scopes: String,
+        created_at: i64,
+        revoked_at: Option<i64>,
+    }
 }
-
-crate::sql::lite_row!(ApiKeyRow { id, name, prefix, scopes, created_at, revoked_at });
 
 impl TryFrom<ApiKeyRow> for ApiKeyRecord {
     type Error = StoreError;

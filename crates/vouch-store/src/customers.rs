@@ -208,9 +208,8 @@ impl Store {
             .bind(external_id)
             .fetch_optional(&mut *conn)
             .await?);
-        let matched = matched.map(|(m,)| m);
         matched
-            .map(|m| KnownBy::parse(&m).ok_or_else(|| StoreError::Corrupt(format!("customer match `{m}`"))))
+            .map(|(m,)| KnownBy::parse(&m).ok_or_else(|| StoreError::Corrupt(format!("customer match `{m}`"))))
             .transpose()
     }
 

@@ -233,7 +233,6 @@ impl Store {
         convert: Option<&ConvertedEnrollment>,
         signup: Option<(SignupReferral<'_>, Option<KnownBy>)>,
     ) -> std::result::Result<(FactOutcome, Option<Result<Decision, CreateReferralError>>), RecordFactError> {
-        let postgres = self.engine() == "postgres";
         let mut created = None;
         let outcome = on_fast_tx!(self, tx, RecordFactError => {
             let mut named = new.referral_id;
@@ -247,7 +246,7 @@ impl Store {
                     None => None,
                 };
                 if seen.is_none() {
-                    let made = crate::referrals::create_referral_tx!(tx, postgres, signup.referral, &ReferralMail::None,
+                    let made = crate::referrals::create_referral_tx!(tx, signup.referral, &ReferralMail::None,
                         signup.decide, *registry_match).await;
                     match made {
                         Ok(decision) => {

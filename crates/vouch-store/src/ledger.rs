@@ -196,11 +196,6 @@ const SELECT_ADJUSTMENTS: &str = "SELECT id, reward_id, amount_minor, currency, 
          WHERE l.adjustment_id = reward_adjustments.id AND l.state <> 'failed' AND l.state = 'paid') AS settled_in
      FROM reward_adjustments";
 
-/// Whether this transaction runs on Postgres, where rows are locked explicitly.
-pub(crate) fn is_postgres<DB: sqlx::Database>(_: &sqlx::Transaction<'_, DB>) -> bool {
-    DB::NAME == "PostgreSQL"
-}
-
 /// The statement that opens a ledger transaction. SQLite must take the write
 /// lock before reading: a read transaction that later writes fails at once if
 /// another process wrote in between.
@@ -507,7 +502,7 @@ impl Store {
     pub async fn release_due_holds(&self, now: Timestamp, limit: u32) -> Result<ReleaseReport> {
         on_write!(self, p => {
             let mut tx = p.begin_with(begin(p)).await?;
-            let select = if is_postgres(&tx) { SELECT_DUE_PG } else { SELECT_DUE };
+            let select = if crate::sql::on_postgres(&*tx) { SELECT_DUE_PG } else { SELECT_DUE };
             let due: Vec<LedgerRow> =
                 sqlx::query_as(select).bind(micros(now)).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
             if due.is_empty() {
@@ -629,7 +624,7 @@ impl Store {
             let mut tx = p.begin_with(begin(p)).await?;
             // The referrer's lock before the reward's, as awarding takes them.
             sqlx::query(LOCK_REWARD_REFERRER).bind(id).execute(&mut *tx).await?;
-            let select = if is_postgres(&tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
+            let select = if crate::sql::on_postgres(&*tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
             let row: Option<(String, Option<i64>)> = sqlx::query_as(select).bind(id).fetch_optional(&mut *tx).await?;
             let (mut status, release_at) = row.ok_or(RewardActionError::NotFound)?;
             let release_at = release_at.map(timestamp).transpose()?;
@@ -685,7 +680,7 @@ impl Store {
             let mut tx = p.begin_with(begin(p)).await?;
             // The referrer's lock before the reward's, as awarding takes them.
             sqlx::query(LOCK_REWARD_REFERRER).bind(id).execute(&mut *tx).await?;
-            let select = if is_postgres(&tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
+            let select = if crate::sql::on_postgres(&*tx) { SELECT_STATUS_PG } else { SELECT_STATUS };
             let row: Option<(String, Option<i64>)> = sqlx::query_as(select).bind(id).fetch_optional(&mut *tx).await?;
             let (status, _) = row.ok_or(RewardActionError::NotFound)?;
             match ledger::void(ledger_status(&status)?).map_err(RewardActionError::Refused)? {

@@ -170,17 +170,19 @@ pub enum OutboxRetry {
     Dead,
 }
 
-#[derive(sqlx::FromRow)]
-struct OutboxRow {
-    id: Uuid,
-    kind: String,
-    payload: String,
-    status: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    last_error: Option<String>,
-    created_at: i64,
-    delivered_at: Option<i64>,
+crate::sql::lite_row! {
+    #[derive(sqlx::FromRow)]
+    struct OutboxRow {
+        id: Uuid,
+        kind: String,
+        payload: String,
+        status: String,
+        attempts: i64,
+        next_attempt_at: i64,
+        last_error: Option<String>,
+        created_at: i64,
+        delivered_at: Option<i64>,
+    }
 }
 
 impl TryFrom<OutboxRow> for OutboxItem {
@@ -200,18 +202,6 @@ impl TryFrom<OutboxRow> for OutboxItem {
         })
     }
 }
-
-crate::sql::lite_row!(OutboxRow {
-    id,
-    kind,
-    payload,
-    status,
-    attempts,
-    next_attempt_at,
-    last_error,
-    created_at,
-    delivered_at
-});
 
 const COLUMNS: &str = "id, kind, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
 

@@ -765,7 +765,7 @@ impl Store {
                 }
                 PayoutSelection::Method { method, currency, min_amount } => {
                     let select =
-                        if crate::ledger::is_postgres(&tx) { LOCK_BY_METHOD_PG } else { SELECT_BY_METHOD };
+                        if crate::sql::on_postgres(&*tx) { LOCK_BY_METHOD_PG } else { SELECT_BY_METHOD };
                     let mut rows: Vec<CandidateRow> = sqlx::query_as(select)
                         .bind(currency.code())
                         .bind(method.as_str())
@@ -787,7 +787,7 @@ impl Store {
             };
             let (adjustment_rows, adjustments): (Vec<AdjustmentRow>, Vec<BatchAdjustment>) = match shape {
                 Some((method, code)) => {
-                    let select = if crate::ledger::is_postgres(&tx) { UNSETTLED_PG } else { UNSETTLED_SQLITE };
+                    let select = if crate::sql::on_postgres(&*tx) { UNSETTLED_PG } else { UNSETTLED_SQLITE };
                     let found: Vec<AdjustmentRow> = sqlx::query_as(select)
                         .bind(code.code())
                         .bind(method.as_str())
@@ -1202,7 +1202,7 @@ impl Store {
         loop {
             let (seen, handed) = on_write!(self, p => {
                 let mut tx = p.begin_with(begin_statement(p)).await?;
-                let due = if crate::ledger::is_postgres(&tx) { BILLING_DUE } else { BILLING_DUE_SQLITE };
+                let due = if crate::sql::on_postgres(&*tx) { BILLING_DUE } else { BILLING_DUE_SQLITE };
                 let rows: Vec<BillingRow> = sqlx::query_as(due).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
                 let mut handed = 0u64;
                 for r in &rows {
@@ -1269,7 +1269,7 @@ impl Store {
                     handed += 1;
                 }
                 // Voided after billing had them: billing takes them back.
-                let voids = if crate::ledger::is_postgres(&tx) { BILLING_VOIDED } else { BILLING_VOIDED_SQLITE };
+                let voids = if crate::sql::on_postgres(&*tx) { BILLING_VOIDED } else { BILLING_VOIDED_SQLITE };
                 let voided: Vec<BillingRow> = sqlx::query_as(voids).bind(i64::from(batch)).fetch_all(&mut *tx).await?;
                 for r in &voided {
                     let sql = "UPDATE rewards SET billing_voided_at = $2 WHERE id = $1 AND billing_voided_at IS NULL";

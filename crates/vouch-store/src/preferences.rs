@@ -169,9 +169,6 @@ impl Store {
 
     /// The IP hashes recorded for the participant, in hash order.
     pub async fn participant_ip_hashes(&self, participant: ParticipantId) -> Result<Vec<String>> {
-        Ok(on_read!(self, p => {
-            let mut conn = p.acquire().await?;
-            referrer_ip_hashes!(&mut *conn, participant.0).await?
-        }))
+        Ok(crate::on_fast_read!(self, conn => referrer_ip_hashes!(&mut *conn, participant.0).await?))
     }
 }

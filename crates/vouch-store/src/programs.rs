@@ -28,17 +28,17 @@ pub enum ApplyOutcome {
     Unchanged(StoredProgram),
 }
 
-#[derive(sqlx::FromRow)]
-struct ProgramRow {
-    id: uuid::Uuid,
-    version_id: uuid::Uuid,
-    version: i64,
-    definition: String,
-    source: String,
-    created_at: i64,
+crate::sql::lite_row! {
+    #[derive(sqlx::FromRow)]
+    struct ProgramRow {
+        id: uuid::Uuid,
+        version_id: uuid::Uuid,
+        version: i64,
+        definition: String,
+        source: String,
+        created_at: i64,
+    }
 }
-
-crate::sql::lite_row!(ProgramRow { id, version_id, version, definition, source, created_at });
 
 impl TryFrom<ProgramRow> for StoredProgram {
     type Error = StoreError;

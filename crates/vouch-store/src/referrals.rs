@@ -362,21 +362,21 @@ impl TryFrom<ReferralRow> for ReferralRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct EventRow {
-    id: Uuid,
-    seq: i64,
-    kind: String,
-    stage_from: Option<String>,
-    stage_to: Option<String>,
-    actor: String,
-    note: Option<String>,
-    data: String,
-    occurred_at: i64,
-    recorded_at: i64,
+crate::sql::lite_row! {
+    #[derive(sqlx::FromRow)]
+    pub(crate) struct EventRow {
+        id: Uuid,
+        seq: i64,
+        kind: String,
+        stage_from: Option<String>,
+        stage_to: Option<String>,
+        actor: String,
+        note: Option<String>,
+        data: String,
+        occurred_at: i64,
+        recorded_at: i64,
+    }
 }
-
-crate::sql::lite_row!(EventRow { id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at });
 
 pub(crate) const SELECT_EVENTS: &str =
     "SELECT id, seq, kind, stage_from, stage_to, actor, note, data, occurred_at, recorded_at
@@ -402,31 +402,20 @@ impl TryFrom<EventRow> for ReferralEvent {
     }
 }
 
-/// The referrer behind a code, with the code's program.
-#[derive(sqlx::FromRow)]
-pub(crate) struct ReferrerRow {
-    code_status: String,
-    pub(crate) enrollment_id: Uuid,
-    pub(crate) program_id: Uuid,
-    participant_id: Uuid,
-    email: String,
-    kind: String,
-    team: Option<String>,
-    company: Option<String>,
-    status: String,
+crate::sql::lite_row! {
+    /// The referrer behind a code, with the code's program.
+    pub(crate) struct ReferrerRow {
+        code_status: String,
+        pub(crate) enrollment_id: Uuid,
+        pub(crate) program_id: Uuid,
+        participant_id: Uuid,
+        email: String,
+        kind: String,
+        team: Option<String>,
+        company: Option<String>,
+        status: String,
+    }
 }
-
-crate::sql::lite_row!(ReferrerRow {
-    code_status,
-    enrollment_id,
-    program_id,
-    participant_id,
-    email,
-    kind,
-    team,
-    company,
-    status
-});
 
 pub(crate) const FIND_REFERRER: &str = "SELECT c.status AS code_status, e.id AS enrollment_id, e.program_id,
         pa.id AS participant_id, pa.email, pa.kind, pa.team, pa.company, pa.status
@@ -541,10 +530,9 @@ impl Store {
         mail: &ReferralMail,
         decide: impl Fn(&AttributionFacts) -> Result<Decision, NotAttributable>,
     ) -> Result<ReferralRecord, CreateReferralError> {
-        let postgres = self.engine() == "postgres";
         let registry_match = self.registry_match_for(new).await?;
         on_write_tx!(self, tx, CreateReferralError => {
-            crate::referrals::create_referral_tx!(tx, postgres, new, mail, &decide, registry_match).await
+            crate::referrals::create_referral_tx!(tx, new, mail, &decide, registry_match).await
         })?;
         Ok(self.referral(new.id).await?)
     }
@@ -894,7 +882,7 @@ pub(crate) fn stage_inputs(events: &[ReferralEvent]) -> (Vec<Fact>, Vec<StaffMov
 /// open write transaction `$tx` (a `signup` creates its referral and records
 /// itself in one). Evaluates to `Result<(), CreateReferralError>`.
 macro_rules! create_referral_tx {
-    ($tx:ident, $postgres:expr, $new:expr, $mail:expr, $decide:expr, $registry_match:expr) => {
+    ($tx:ident, $new:expr, $mail:expr, $decide:expr, $registry_match:expr) => {
         async {
             #[allow(unused_imports)]
             use $crate::referrals::*;
@@ -904,7 +892,7 @@ macro_rules! create_referral_tx {
             use $crate::{StoreError, micros, outbox::MailPayload};
             let new: &NewReferral = $new;
             let mail: &ReferralMail = $mail;
-            let postgres: bool = $postgres;
+            let postgres = $crate::sql::on_postgres(&*$tx);
             let decide = $decide;
             let registry_match = $registry_match;
             let email_norm = new.prospect.email.as_ref().map(Email::normalized);

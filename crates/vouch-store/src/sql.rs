@@ -162,9 +162,16 @@ tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
 
-/// [`FromRow`] for a struct whose fields are named as the columns it reads.
+/// Defines a row struct (with its attributes, such as sqlx's own derive) and
+/// its [`FromRow`]: its fields are named as the columns it reads.
 macro_rules! lite_row {
-    ($row:ident { $($field:ident),+ $(,)? }) => {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $row:ident { $($(#[$fattr:meta])* $fvis:vis $field:ident: $ty:ty),+ $(,)? }
+    ) => {
+        $(#[$attr])*
+        $vis struct $row { $($(#[$fattr])* $fvis $field: $ty),+ }
+
         impl $crate::sql::FromRow for $row {
             fn from_pg(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
                 use sqlx::Row as _;
@@ -589,24 +596,27 @@ impl Writer {
         if outcome.is_err() {
             state.lite.rollback();
         }
+        self.finish(batch.id, outcome.err().map(|e| e.to_string()));
+    }
+
+    /// Ends the open batch with nothing kept (it was rolled back).
+    fn fail_open(&self, state: &mut WriterState, why: &str) {
+        if let Some(batch) = state.open.take() {
+            self.finish(batch.id, Some(why.to_string()));
+        }
+    }
+
+    /// Tells the members of batch `id` it ended, and how.
+    fn finish(&self, id: u64, failure: Option<String>) {
         self.finished.send_modify(|f| {
-            f.last = batch.id;
-            if let Err(e) = outcome {
-                f.failures.push_back((batch.id, e.to_string()));
+            f.last = id;
+            if let Some(why) = failure {
+                f.failures.push_back((id, why));
                 if f.failures.len() > 16 {
                     f.failures.pop_front();
                 }
             }
         });
-    }
-
-    fn fail_open(&self, state: &mut WriterState, why: &str) {
-        if let Some(batch) = state.open.take() {
-            self.finished.send_modify(|f| {
-                f.last = batch.id;
-                f.failures.push_back((batch.id, why.to_string()));
-            });
-        }
     }
 
     /// Waits until `batch` is committed: `Err` if its commit failed (nothing
